@@ -1,0 +1,209 @@
+"""AudioFlamingo: audio encoder -> transformation layers -> gated xattn-dense inside an HF causal LM."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from audioflamingo.audio.encoders import AudioEncoder, build_encoder
+from audioflamingo.audio.windows import make_windows
+from audioflamingo.config import AudioFlamingoConfig
+from audioflamingo.errors import ModelLoadError
+from audioflamingo.model.fusion import AudioState, FlamingoFusion
+from audioflamingo.model.transformation import RepresentationTransformation
+from audioflamingo.text.tokenizer import SpecialIds
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class ClipCache:
+    """Encoder outputs per clip, keyed by the clip's samples: a dialogue never re-encodes its audio."""
+
+    def __init__(self, maxsize: int = 128):
+        self.maxsize, self._d = maxsize, OrderedDict()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(wave: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(wave, dtype=np.float32).tobytes()).hexdigest()
+
+    def get(self, key: str):
+        if key in self._d:
+            self._d.move_to_end(key)
+            self.hits += 1
+            return self._d[key]
+        self.misses += 1
+        return None
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.maxsize:
+            self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+class AudioFlamingo(nn.Module):
+    def __init__(self, config: AudioFlamingoConfig, lm: nn.Module, special: SpecialIds,
+                 encoder: AudioEncoder | None = None):
+        super().__init__()
+        self.config, self.special = config, special
+        self.lm = lm
+        self.encoder = encoder if encoder is not None else build_encoder(config.encoder, config.window)
+        tdim = config.transformation.dim
+        # Only when the encoder's width differs from the transformation's (not the case in AF1/AF2).
+        self.audio_proj = nn.Linear(config.encoder.dim, tdim) if config.encoder.dim != tdim else None
+        self.transformation = RepresentationTransformation(config.transformation)
+        self.fusion = FlamingoFusion(lm, tdim, config.xattn, special.audio)
+        self.clip_cache = ClipCache()
+
+    # ----------------------------------------------------------------------------- audio path
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformation.parameters()).dtype
+
+    def encode_clips(self, waves: Sequence[np.ndarray], names: Sequence[str] | None = None,
+                     chunk: int = 64) -> list[torch.Tensor]:
+        """Encoder features (windows, tokens, dim) per clip, all windows batched together, cached."""
+        names = names or [f"<clip {i}>" for i in range(len(waves))]
+        keys = [ClipCache.key(w) for w in waves]
+        out: list[torch.Tensor | None] = [self.clip_cache.get(k) for k in keys]
+        todo = [i for i, o in enumerate(out) if o is None]
+        if todo:
+            windows = [make_windows(waves[i], self.config.window, names[i]).frames for i in todo]
+            frames = torch.from_numpy(np.concatenate(windows))
+            feats = []
+            grad = torch.enable_grad() if (self.training and not self.config.encoder.frozen) else torch.no_grad()
+            with grad:
+                for s in range(0, len(frames), chunk):
+                    feats.append(self.encoder(frames[s : s + chunk].to(self.device)))
+            feats_t = torch.cat(feats)
+            pos = 0
+            for i, w in zip(todo, windows):
+                f = feats_t[pos : pos + len(w)]
+                pos += len(w)
+                out[i] = f
+                if self.config.encoder.frozen:
+                    self.clip_cache.put(keys[i], f.detach())
+        return out  # type: ignore[return-value]
+
+    def audio_state(self, clips: Sequence[Sequence[torch.Tensor]], cache_kv: bool = True) -> AudioState:
+        """Pack per-row lists of clip features into padded tensors, run the transformation layers.
+
+        clips[b][j] is the encoder output (windows, tokens, dim) of the j-th audio of row b.
+        """
+        b = len(clips)
+        j_max = max(1, max(len(row) for row in clips))
+        t = self.config.encoder.tokens_per_window
+        l_max = max([c.shape[0] * c.shape[1] for row in clips for c in row] + [t])
+        d_in = self.config.encoder.dim
+        dev, dt = self.device, self.dtype
+        x = torch.zeros(b * j_max, l_max, d_in, device=dev, dtype=dt)
+        valid = torch.zeros(b * j_max, l_max, dtype=torch.bool, device=dev)
+        for r, row in enumerate(clips):
+            for j, c in enumerate(row):
+                flat = c.reshape(-1, c.shape[-1])
+                x[r * j_max + j, : len(flat)] = flat.to(dev, dt)
+                valid[r * j_max + j, : len(flat)] = True
+        present = valid.any(dim=1)
+        y = torch.zeros(b * j_max, l_max, self.config.transformation.dim, device=dev, dtype=dt)
+        if present.any():
+            xp = x[present]
+            if self.audio_proj is not None:
+                xp = self.audio_proj(xp)
+            y[present] = self.transformation(xp, valid[present])
+        audio = y.view(b, j_max * l_max, -1)
+        key_audio = torch.arange(j_max, device=dev).repeat_interleave(l_max)[None].expand(b, -1)
+        return AudioState(audio=audio, key_audio=key_audio.contiguous(),
+                          key_valid=valid.view(b, j_max * l_max), cache_kv=cache_kv)
+
+    @contextlib.contextmanager
+    def conditioned(self, state: AudioState | None):
+        self.fusion.state = state
+        try:
+            yield
+        finally:
+            self.fusion.state = None
+
+    # ----------------------------------------------------------------------------- text path
+    def forward(self, input_ids, attention_mask=None, audio: AudioState | None = None, labels=None, **kw):
+        """Teacher-forced forward; left padding gets the same positions as in `generate`."""
+        if attention_mask is not None and "position_ids" not in kw and _accepts_position_ids(self.lm):
+            kw["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        with self.conditioned(audio):
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kw)
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, audio: AudioState | None, **kw):
+        """HF generation (greedy, sampling, beams) with audio K/V computed once; stops at <EOC>/EOS."""
+        eos = [self.special.eoc] + ([self.special.eos] if self.special.eos is not None else [])
+        kw.setdefault("eos_token_id", eos)
+        kw.setdefault("pad_token_id", self.special.pad)
+        # An <audio> token that the model writes itself would have no audio behind it.
+        kw.setdefault("suppress_tokens", [self.special.audio])
+        with self.conditioned(audio):
+            return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
+
+    # ----------------------------------------------------------------------------- persistence
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"transformation": self.transformation, "xattn": self.fusion.xattn}
+
+    def save_pretrained(self, directory: str | Path, tokenizer=None) -> None:
+        from safetensors.torch import save_model
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.config.lm = self.lm.config.to_dict()
+        self.config.save(d / CONFIG_NAME)
+        tmp = d / (WEIGHTS_NAME + ".tmp")
+        save_model(self, str(tmp), metadata={"format": "pt", "library": "audioflamingo"})
+        tmp.replace(d / WEIGHTS_NAME)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(d))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None):
+        """Load a directory written by `save_pretrained`; returns (model, tokenizer). Strict."""
+        from safetensors.torch import load_model
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        from audioflamingo.text.tokenizer import special_ids
+
+        d = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (d / name).is_file():
+                raise ModelLoadError(f"{d / name}: missing (not an audioflamingo model directory)")
+        cfg = AudioFlamingoConfig.load(d / CONFIG_NAME)
+        tokenizer = AutoTokenizer.from_pretrained(str(d))
+        lm_cfg = dict(cfg.lm)
+        lm_config = AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg)
+        lm = AutoModelForCausalLM.from_config(lm_config)
+        model = cls(cfg, lm, special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token))
+        try:
+            load_model(model, str(d / WEIGHTS_NAME), strict=True)
+        except RuntimeError as err:
+            raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({str(err).splitlines()[0]})") from None
+        model.eval()
+        if dtype is not None:
+            model.to(dtype)
+        return model.to(device), tokenizer
+
+
+def _accepts_position_ids(lm: nn.Module) -> bool:
+    import inspect
+
+    return "position_ids" in inspect.signature(lm.forward).parameters

@@ -1,0 +1,152 @@
+"""Turn any Hugging Face causal LM into a Flamingo LM without forking or renaming it.
+
+The LM object stays a plain transformers model (its `state_dict` keeps HF names, so its own
+pretrained weights load and save as usual). Gated xattn-dense layers live beside it and run as
+forward pre-hooks on the chosen decoder layers. A per-call `AudioState` carries the audio keys and
+the running sample index to those hooks; one pre-hook on the LM itself advances that index from the
+step's `input_ids`, which is what keeps the block-triangular mask right under KV-cached decoding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from audioflamingo.model.mask import cross_attention_mask, running_audio_count, sample_index
+from audioflamingo.model.xattn import GatedXAttnDense
+
+# Where known families keep their decoder blocks; anything else falls back to a search.
+_LAYER_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "transformer.blocks")
+
+
+def _get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_decoder_layers(lm: nn.Module) -> nn.ModuleList:
+    """The ModuleList of decoder blocks of an HF causal LM (OPT, Qwen2, Llama, GPT-2, ...)."""
+    n = getattr(lm.config, "num_hidden_layers", None)
+    for path in _LAYER_PATHS:
+        layers = _get(lm, path)
+        if isinstance(layers, nn.ModuleList) and (n is None or len(layers) == n):
+            return layers
+    candidates = [m for m in lm.modules() if isinstance(m, nn.ModuleList) and len(m) == n]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise ValueError(f"cannot find the decoder layers of {type(lm).__name__}; supported layouts: {_LAYER_PATHS}")
+
+
+@dataclass
+class AudioState:
+    """Audio context of one forward or generate call.
+
+    audio: (B, K, dim_audio) transformed audio tokens of every audio of each row, flattened.
+    key_audio: (B, K) 0-based index of the audio each token belongs to; key_valid: (B, K) not padding.
+    cache_kv: compute each layer's audio K/V once and reuse them at every decoding step.
+    """
+
+    audio: torch.Tensor
+    key_audio: torch.Tensor
+    key_valid: torch.Tensor
+    cache_kv: bool = True
+    kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    last_count: torch.Tensor | None = None
+    query_sample: torch.Tensor | None = None
+
+    def expand_to(self, batch: int) -> None:
+        """Beam search and multiple return sequences repeat each row; follow them."""
+        b = self.audio.shape[0]
+        if batch == b:
+            return
+        if batch % b:
+            raise ValueError(f"batch {batch} is not a multiple of the audio batch {b}")
+        r = batch // b
+        self.audio = self.audio.repeat_interleave(r, 0)
+        self.key_audio = self.key_audio.repeat_interleave(r, 0)
+        self.key_valid = self.key_valid.repeat_interleave(r, 0)
+        self.kv = {i: (k.repeat_interleave(r, 0), v.repeat_interleave(r, 0)) for i, (k, v) in self.kv.items()}
+        if self.last_count is not None:
+            self.last_count = self.last_count.repeat_interleave(r, 0)
+
+
+class FlamingoFusion(nn.Module):
+    """Owns the xattn layers and their hooks on one LM."""
+
+    def __init__(self, lm: nn.Module, dim_audio: int, xattn_cfg, audio_token_id: int):
+        super().__init__()
+        # A plain list, so the LM's layers are not registered (and saved) a second time here.
+        self._layers = list(find_decoder_layers(lm))
+        dim = lm.config.hidden_size
+        every = xattn_cfg.every_n_layers
+        self.layer_ids = [i for i in range(len(self._layers)) if i % every == 0]
+        self.xattn = nn.ModuleDict({str(i): GatedXAttnDense(dim, dim_audio, xattn_cfg) for i in self.layer_ids})
+        self.audio_token_id = audio_token_id
+        self.state: AudioState | None = None
+        self._handles = [lm.register_forward_pre_hook(self._on_lm_call, with_kwargs=True)]
+        for i in self.layer_ids:
+            self._handles.append(
+                self._layers[i].register_forward_pre_hook(self._make_layer_hook(i), with_kwargs=True)
+            )
+
+    def _on_lm_call(self, module, args, kwargs):
+        st = self.state
+        if st is None:
+            return None
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if input_ids is None:
+            raise ValueError("audio conditioning needs input_ids (the <audio> positions define the mask)")
+        st.expand_to(input_ids.shape[0])
+        past = kwargs.get("past_key_values")
+        past_len = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
+        start = st.last_count if (past_len > 0 and st.last_count is not None) else None
+        count = running_audio_count(input_ids, self.audio_token_id, start)
+        st.last_count = count[:, -1]
+        st.query_sample = sample_index(count)
+        return None
+
+    def _make_layer_hook(self, idx: int):
+        block = self.xattn[str(idx)]
+
+        def hook(module, args, kwargs):
+            st = self.state
+            if args:
+                hidden = args[0]
+            else:
+                hidden = kwargs["hidden_states"]
+            if st is None:
+                new = block(hidden, *self._empty_kv(hidden), hidden.new_zeros(hidden.shape[:2] + (0,), dtype=torch.bool))
+            else:
+                k, v = self._kv(idx, block, st)
+                mask = cross_attention_mask(st.query_sample, st.key_audio, st.key_valid)
+                new = block(hidden, k, v, mask)
+            if args:
+                return (new,) + tuple(args[1:]), kwargs
+            kwargs["hidden_states"] = new
+            return args, kwargs
+
+        return hook
+
+    def _empty_kv(self, hidden):
+        b = hidden.shape[0]
+        some = next(iter(self.xattn.values())).attn
+        z = hidden.new_zeros(b, some.heads, 0, some.dim_head)
+        return z, z
+
+    @staticmethod
+    def _kv(idx: int, block: GatedXAttnDense, st: AudioState):
+        if st.cache_kv and idx in st.kv:
+            return st.kv[idx]
+        kv = block.attn.keys_values(st.audio)
+        if st.cache_kv:
+            st.kv[idx] = kv
+        return kv
+
+    def remove_hooks(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []

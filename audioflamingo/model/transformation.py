@@ -1,0 +1,95 @@
+"""Representation transformation layers: self-attention over one clip's window features.
+
+Post-LN encoder blocks (attention -> residual -> LayerNorm; ReLU FFN -> residual -> LayerNorm),
+input scaled by sqrt(d), then positions, then a LayerNorm, as AF1/AF2 do. Unlike the official AF1
+code, padded windows are masked as keys, and their outputs are zeroed so they can never leak.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audioflamingo.config import TransformationConfig
+from audioflamingo.model.positions import RotaryTime, SinusoidalPositions, default_rotary_dim
+
+
+def _safe_key_mask(valid: torch.Tensor) -> torch.Tensor:
+    """(B, K) bool -> (B, 1, 1, K); rows with no valid key attend everywhere (output is zeroed later)."""
+    empty = ~valid.any(dim=-1, keepdim=True)
+    return (valid | empty)[:, None, None, :]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.w_qs = nn.Linear(dim, dim, bias=False)
+        self.w_ks = nn.Linear(dim, dim, bias=False)
+        self.w_vs = nn.Linear(dim, dim, bias=False)
+        self.fc = nn.Linear(dim, dim, bias=False)
+        self.layer_norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x, key_mask, rotary: RotaryTime | None, angles):
+        b, n, d = x.shape
+        q, k, v = (w(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for w in (self.w_qs, self.w_ks, self.w_vs))
+        if rotary is not None:
+            q, k = rotary.apply(q, angles), rotary.apply(k, angles)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        out = self.fc(out.transpose(1, 2).reshape(b, n, d))
+        return self.layer_norm(out + x)
+
+
+class FeedForwardPostLN(nn.Module):
+    def __init__(self, dim: int, hidden: int, eps: float):
+        super().__init__()
+        self.w_1 = nn.Linear(dim, hidden)
+        self.w_2 = nn.Linear(hidden, dim)
+        self.layer_norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x):
+        return self.layer_norm(self.w_2(F.relu(self.w_1(x))) + x)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: TransformationConfig):
+        super().__init__()
+        self.slf_attn = SelfAttention(cfg.dim, cfg.num_heads, cfg.eps)
+        self.pos_ffn = FeedForwardPostLN(cfg.dim, cfg.ffn_dim, cfg.eps)
+
+    def forward(self, x, key_mask, rotary, angles):
+        return self.pos_ffn(self.slf_attn(x, key_mask, rotary, angles))
+
+
+class RepresentationTransformation(nn.Module):
+    """(B, L, dim) features of one clip each, with a (B, L) validity mask -> (B, L, dim)."""
+
+    def __init__(self, cfg: TransformationConfig):
+        super().__init__()
+        if cfg.dim % cfg.num_heads:
+            raise ValueError(f"transformation dim {cfg.dim} is not divisible by {cfg.num_heads} heads")
+        self.cfg = cfg
+        self.position_enc: nn.Module | None = None
+        self.rotary: RotaryTime | None = None
+        if cfg.positions == "sinusoidal":
+            self.position_enc = SinusoidalPositions(cfg.dim, cfg.max_positions)
+        elif cfg.positions == "rotary":
+            rd = cfg.rotary_dim or default_rotary_dim(cfg.dim, cfg.num_heads)
+            self.rotary = RotaryTime(min(rd, cfg.dim // cfg.num_heads), cfg.rotary_base)
+        else:
+            raise ValueError(f"unknown positions {cfg.positions!r} (use 'sinusoidal' or 'rotary')")
+        self.layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.eps)
+        self.layer_stack = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.cfg.scale_input:
+            x = x * self.cfg.dim**0.5
+        if self.position_enc is not None:
+            x = self.position_enc(x)
+        x = self.layer_norm(x)
+        angles = self.rotary.angles(x.shape[1], x.device) if self.rotary is not None else None
+        key_mask = _safe_key_mask(valid)
+        for layer in self.layer_stack:
+            x = layer(x, key_mask, self.rotary, angles)
+        return x * valid[..., None].to(x.dtype)
