@@ -152,8 +152,13 @@ class AudioFlamingo(nn.Module):
         eos = [self.special.eoc] + ([self.special.eos] if self.special.eos is not None else [])
         kw.setdefault("eos_token_id", eos)
         kw.setdefault("pad_token_id", self.special.pad)
-        # An <audio> token that the model writes itself would have no audio behind it.
-        kw.setdefault("suppress_tokens", [self.special.audio])
+        # An <audio> token the model wrote itself would have no audio behind it, so it is banned.
+        # Appended last, after any processor of the caller's, so nothing can undo it.
+        from transformers import LogitsProcessorList
+
+        processors = LogitsProcessorList(kw.pop("logits_processor", None) or [])
+        processors.append(_BanToken(self.special.audio))
+        kw["logits_processor"] = processors
         with self.conditioned(audio):
             return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 
@@ -201,6 +206,15 @@ class AudioFlamingo(nn.Module):
         if dtype is not None:
             model.to(dtype)
         return model.to(device), tokenizer
+
+
+class _BanToken:
+    def __init__(self, token_id: int):
+        self.token_id = token_id
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.token_id] = -float("inf")
+        return scores
 
 
 def _accepts_position_ids(lm: nn.Module) -> bool:

@@ -1,0 +1,5 @@
+import sys
+
+from audioflamingo.cli import main
+
+sys.exit(main())

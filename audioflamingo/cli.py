@@ -1,0 +1,180 @@
+"""Command line: `audioflamingo caption|ask|classify|chat|init|info`.
+
+Errors about inputs print one line (`audioflamingo: FILE: problem`) and exit 2; nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+EPILOG = """examples:
+  audioflamingo caption clip.wav other.flac --model DIR
+  audioflamingo ask clip.wav "Is there speech?" --json
+  audioflamingo classify clip.wav --labels dog,cat,rain
+  audioflamingo chat clip.wav
+  audioflamingo init --preset tiny --out my-model      # an untrained model to try the commands
+Without --model the bundled default model is used (when this version ships one)."""
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="model directory (from save_pretrained / init / convert)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
+
+
+def _add_gen_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (greedy unless --sample or --beams)")
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0, help="0 = off")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--beams", type=int, default=1, help="beam search width (1 = off)")
+    g.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="audioflamingo",
+        description="Audio Flamingo: caption, question-answer, classify and chat about audio.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version="audioflamingo 0.1.0")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("caption", help="describe each audio file in a sentence")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...)")
+    _add_model_args(p)
+    _add_gen_args(p)
+
+    p = sub.add_parser("ask", help="answer a question about audio files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("question", help="the question (last argument)")
+    _add_model_args(p)
+    _add_gen_args(p)
+
+    p = sub.add_parser("classify", help="pick the best label from a closed set (log-likelihood ranking)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--labels", required=True, help="comma-separated labels, e.g. dog,cat,rain")
+    p.add_argument("--generate", action="store_true", help="let the model write its answer instead of ranking")
+    _add_model_args(p)
+    _add_gen_args(p)
+
+    p = sub.add_parser("chat", help="multi-turn dialogue about one clip (/reset, /quit)")
+    p.add_argument("file", metavar="FILE")
+    _add_model_args(p)
+    _add_gen_args(p)
+
+    p = sub.add_parser("init", help="write a randomly initialised model of a preset (for trying things out)")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "af1", "af2"])
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--lm", metavar="DIR", help="local Hugging Face causal LM directory (af1/af2)")
+    p.add_argument("--clap", metavar="DIR", help="local Hugging Face CLAP directory (af1/af2)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("info", help="print a model's configuration and parameter counts")
+    p.add_argument("--model", metavar="DIR")
+    return ap
+
+
+def _settings(args):
+    from audioflamingo.tasks import GenerationSettings
+
+    return GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              num_beams=args.beams, seed=args.seed)
+
+
+def _emit(args, record: dict, text: str) -> None:
+    print(json.dumps(record, ensure_ascii=False) if args.json else text, flush=True)
+
+
+def run(args) -> int:
+    from audioflamingo.tasks import AudioFlamingoPipeline
+
+    if args.command == "init":
+        from audioflamingo.presets import build
+
+        model, tok = build(args.preset, lm_dir=args.lm, clap_dir=args.clap, seed=args.seed)
+        model.save_pretrained(args.out, tok)
+        print(f"wrote an untrained {args.preset} model to {args.out}")
+        return 0
+
+    if args.command == "info":
+        from audioflamingo.model.flamingo import AudioFlamingo
+        from audioflamingo.tasks import default_model_dir
+
+        model, _ = AudioFlamingo.from_pretrained(args.model or default_model_dir())
+        counts = {name: sum(p.numel() for p in m.parameters()) for name, m in
+                  [("lm", model.lm), ("encoder", model.encoder), ("transformation", model.transformation),
+                   ("xattn", model.fusion.xattn)]}
+        print(json.dumps({"config": model.config.to_dict() | {"lm": {"model_type": model.config.lm.get("model_type")}},
+                          "parameters": counts}, indent=2))
+        return 0
+
+    files = [args.file] if args.command == "chat" else args.files
+    pipe = AudioFlamingoPipeline.load(args.model, device=args.device, batch_size=args.batch_size)
+    pipe.load_all(files)  # every input checked before any output is written
+    settings = _settings(args)
+    progress = sys.stderr.isatty() and len(files) > 1
+
+    if args.command == "caption":
+        for f, c in zip(files, pipe.caption(files, settings, progress=progress)):
+            _emit(args, {"file": f, "caption": c}, f"{f}\t{c}" if len(files) > 1 else c)
+    elif args.command == "ask":
+        for f, a in zip(files, pipe.ask(files, args.question, settings, progress=progress)):
+            _emit(args, {"file": f, "question": args.question, "answer": a}, f"{f}\t{a}" if len(files) > 1 else a)
+    elif args.command == "classify":
+        labels = [l.strip() for l in args.labels.split(",") if l.strip()]
+        for f in files:
+            ranked = pipe.classify(f, labels, generate=args.generate, settings=settings)
+            best = ranked[0]["label"]
+            _emit(args, {"file": f, "label": best, "scores": ranked}, f"{f}\t{best}" if len(files) > 1 else best)
+    elif args.command == "chat":
+        session = pipe.chat(args.file)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print(f"chatting about {args.file} (/reset clears the history, /quit leaves)", file=sys.stderr)
+        while True:
+            if interactive:
+                print("you> ", end="", flush=True, file=sys.stderr)
+            line = sys.stdin.readline()
+            if not line:
+                break
+            msg = line.strip()
+            if not msg:
+                continue
+            if msg == "/quit":
+                break
+            if msg == "/reset":
+                session.reset()
+                print("(history cleared)", file=sys.stderr)
+                continue
+            reply = session.send(msg, settings)
+            _emit(args, {"user": msg, "assistant": reply, "turn": len(session.turns)}, reply)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from audioflamingo.errors import AudioFlamingoError
+
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"audioflamingo: warning: {msg}\n"
+    import logging
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        return run(args)
+    except AudioFlamingoError as err:
+        print(f"audioflamingo: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

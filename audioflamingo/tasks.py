@@ -1,0 +1,215 @@
+"""The Python API: caption, ask, classify and chat over audio files or arrays.
+
+    from audioflamingo import AudioFlamingoPipeline
+    af = AudioFlamingoPipeline.load("path/to/model")
+    af.caption(["a.wav", "b.flac"])
+    af.ask("a.wav", "How many dogs bark?")
+    af.classify("a.wav", ["dog", "cat", "rain"])     # ranked by log-likelihood
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+import torch
+
+from audioflamingo.audio.io import load_audio, prepare_waveform
+from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, IGNORE, TASK_DESCRIPTIONS, Example, Rendered,
+                                          render_dialogue, render_single, tokenize)
+
+AudioInput = Union[str, Path, np.ndarray, tuple]  # path, 1-D array at the model's rate, or (array, rate)
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings; greedy by default so results are reproducible."""
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num_beams: int = 1
+    seed: int | None = None
+
+    def hf_kwargs(self) -> dict:
+        kw = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=self.do_sample)
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p)
+        else:
+            kw.update(temperature=None, top_k=None, top_p=None)
+        return kw
+
+
+@dataclass
+class ChatSession:
+    """Multi-turn dialogue about one clip; the clip is encoded once (cached) for all turns."""
+
+    pipeline: "AudioFlamingoPipeline"
+    audio: AudioInput
+    turns: list[tuple[str, str]] = field(default_factory=list)
+
+    def send(self, message: str, settings: GenerationSettings | None = None) -> str:
+        history = [*self.turns, (message, None)]
+        reply = self.pipeline._generate([render_dialogue(history, self.pipeline.tokenizer)], [[self.audio]],
+                                        settings)[0]
+        self.turns.append((message, reply))
+        return reply
+
+    def reset(self) -> None:
+        self.turns.clear()
+
+
+class AudioFlamingoPipeline:
+    def __init__(self, model, tokenizer, batch_size: int = 8):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.model.eval()
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, device: str = "cpu", **kw) -> "AudioFlamingoPipeline":
+        from audioflamingo.model.flamingo import AudioFlamingo
+
+        if model_dir is None:
+            model_dir = default_model_dir()
+        model, tokenizer = AudioFlamingo.from_pretrained(model_dir, device=device)
+        return cls(model, tokenizer, **kw)
+
+    # ------------------------------------------------------------------ inputs
+    def _wave(self, audio: AudioInput) -> tuple[np.ndarray, str]:
+        w = self.model.config.window
+        if isinstance(audio, (str, Path)):
+            return load_audio(audio, w.sample_rate, w.max_duration_seconds), str(audio)
+        if isinstance(audio, tuple):
+            arr, rate = audio
+            return prepare_waveform(np.asarray(arr), int(rate), w.sample_rate, max_seconds=w.max_duration_seconds), "<array>"
+        return prepare_waveform(np.asarray(audio), w.sample_rate, w.sample_rate, max_seconds=w.max_duration_seconds), "<array>"
+
+    def load_all(self, audios: Sequence[AudioInput]) -> list[np.ndarray]:
+        """Read and check every input before any model work, so one bad file fails fast."""
+        return [self._wave(a)[0] for a in audios]
+
+    def _batch(self, prompts: Sequence[Rendered], audios: Sequence[Sequence[AudioInput]]):
+        waves_per_row = [[self._wave(a) for a in row] for row in audios]
+        flat = [w for row in waves_per_row for w in row]
+        feats = self.model.encode_clips([w for w, _ in flat], [n for _, n in flat])
+        it = iter(feats)
+        clips = [[next(it) for _ in row] for row in waves_per_row]
+        state = self.model.audio_state(clips)
+        ids = [tokenize(p, self.tokenizer)[0] for p in prompts]
+        input_ids, attn = left_pad(ids, self.model.special.pad, self.model.device)
+        return input_ids, attn, state
+
+    def _generate(self, prompts, audios, settings: GenerationSettings | None = None) -> list[str]:
+        settings = settings or GenerationSettings()
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        input_ids, attn, state = self._batch(prompts, audios)
+        out = self.model.generate(input_ids, attn, state, **settings.hf_kwargs())
+        return [self.decode(row[input_ids.shape[1]:]) for row in out]
+
+    def decode(self, ids: torch.Tensor) -> str:
+        ids = ids.tolist()
+        stops = {self.model.special.eoc, self.model.special.eos, self.model.special.pad}
+        for i, t in enumerate(ids):
+            if t in stops:
+                ids = ids[:i]
+                break
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def _chunks(self, items: list, progress: bool, desc: str) -> Iterable[list]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc=desc, unit="clip", disable=not progress, leave=False)
+        for s in range(0, len(items), self.batch_size):
+            chunk = items[s : s + self.batch_size]
+            yield chunk
+            bar.update(len(chunk))
+        bar.close()
+
+    # ------------------------------------------------------------------ tasks
+    def caption(self, audios: Sequence[AudioInput], settings: GenerationSettings | None = None,
+                instruction: str = DEFAULT_INSTRUCTIONS["caption"], progress: bool = False) -> list[str]:
+        out: list[str] = []
+        for chunk in self._chunks(list(audios), progress, "caption"):
+            prompts = [render_single(TASK_DESCRIPTIONS["caption"], Example(instruction), self.tokenizer) for _ in chunk]
+            out += self._generate(prompts, [[a] for a in chunk], settings)
+        return out
+
+    def ask(self, audios: Sequence[AudioInput] | AudioInput, question: str,
+            settings: GenerationSettings | None = None, progress: bool = False) -> list[str] | str:
+        single = not isinstance(audios, (list, tuple)) or (isinstance(audios, tuple) and len(audios) == 2
+                                                            and isinstance(audios[1], int))
+        items = [audios] if single else list(audios)
+        out: list[str] = []
+        for chunk in self._chunks(items, progress, "ask"):
+            prompts = [render_single(TASK_DESCRIPTIONS["aqa"], Example(question), self.tokenizer) for _ in chunk]
+            out += self._generate(prompts, [[a] for a in chunk], settings)
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def classify(self, audio: AudioInput, labels: Sequence[str], instruction: str = DEFAULT_INSTRUCTIONS["classify"],
+                 generate: bool = False, settings: GenerationSettings | None = None) -> list[dict]:
+        """Rank `labels` by the model's log-likelihood of `{label}<EOC>` after the Options prompt.
+
+        Returns [{label, logprob, prob}] best first (prob: softmax over the closed set). With
+        `generate=True`, the model writes an answer instead and that is returned as the only entry.
+        """
+        labels = [l for l in labels if l.strip()]
+        if not labels:
+            raise ValueError("classify needs at least one label")
+        task = TASK_DESCRIPTIONS["classify"]
+        if generate:
+            text = self._generate([render_single(task, Example(instruction, options=labels), self.tokenizer)],
+                                  [[audio]], settings)[0]
+            return [{"label": text, "logprob": None, "prob": None}]
+        prompts = [render_single(task, Example(instruction, output=l, options=labels), self.tokenizer)
+                   for l in labels]
+        for p in prompts:  # score `{label}<EOC>`; the EOS after it would add the same cost to every label
+            if self.tokenizer.eos_token is not None and p.segments[-1][0] == self.tokenizer.eos_token:
+                p.segments.pop()
+        input_ids, attn, state = self._batch(prompts, [[audio]] * len(labels))
+        rows = [tokenize(p, self.tokenizer) for p in prompts]
+        pad = input_ids.shape[1]
+        labels_t = torch.full_like(input_ids, IGNORE)
+        for i, (ids, lab) in enumerate(rows):
+            labels_t[i, pad - len(ids):] = torch.tensor(lab)
+        logits = self.model(input_ids, attn, audio=state).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        tgt = labels_t[:, 1:]
+        picked = logp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0] * (tgt != IGNORE)
+        scores = picked.sum(dim=1)
+        probs = torch.softmax(scores, dim=0)
+        ranked = sorted(zip(labels, scores.tolist(), probs.tolist()), key=lambda r: -r[1])
+        return [{"label": l, "logprob": s, "prob": p} for l, s, p in ranked]
+
+    def chat(self, audio: AudioInput) -> ChatSession:
+        self._wave(audio)  # fail now on a bad file, not at the first message
+        return ChatSession(self, audio)
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        attn[i, width - len(r):] = 1
+    return ids.to(device), attn.to(device)
+
+
+def default_model_dir() -> Path:
+    """The bundled default model, shipped inside the package once trained (see docs)."""
+    from audioflamingo.errors import ModelLoadError
+
+    d = Path(__file__).parent / "assets" / "default-model"
+    if not (d / "config.json").is_file():
+        raise ModelLoadError(
+            "no default model is bundled with this version; pass --model DIR "
+            "(make one with: audioflamingo init --preset tiny --out DIR)"
+        )
+    return d
+
+
+__all__ = ["AudioFlamingoPipeline", "ChatSession", "GenerationSettings", "left_pad", "asdict"]
