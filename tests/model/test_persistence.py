@@ -1,0 +1,60 @@
+import json
+
+import pytest
+import torch
+
+from audioflamingo.errors import ModelLoadError
+from audioflamingo.model.flamingo import AudioFlamingo
+from audioflamingo.presets import build, preset_config
+from tests.conftest import noise
+
+
+def test_save_load_roundtrip(tmp_path):
+    model, tok = build("tiny", seed=3)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("_gate"):
+                p.fill_(0.5)
+    model.save_pretrained(tmp_path, tok)
+    assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.tmp"))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["preset"] == "tiny" and cfg["lm"]["model_type"] == "qwen2"
+    loaded, tok2 = AudioFlamingo.from_pretrained(tmp_path)
+    ids = torch.tensor([tok("<s>x<audio>describe<SEP>", add_special_tokens=False)["input_ids"]])
+    assert ids.tolist() == [tok2("<s>x<audio>describe<SEP>", add_special_tokens=False)["input_ids"]]
+    wave = noise(1.4)
+    with torch.no_grad():
+        a = model(ids, torch.ones_like(ids), audio=model.audio_state([model.encode_clips([wave])])).logits
+        b = loaded(ids, torch.ones_like(ids), audio=loaded.audio_state([loaded.encode_clips([wave])])).logits
+    assert torch.equal(a, b)
+
+
+def test_load_is_strict(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = build("tiny")
+    model.save_pretrained(tmp_path, tok)
+    sd = load_file(tmp_path / "model.safetensors")
+    sd.pop(next(k for k in sd if "xattn" in k))
+    save_file(sd, tmp_path / "model.safetensors")
+    with pytest.raises(ModelLoadError, match="do not match"):
+        AudioFlamingo.from_pretrained(tmp_path)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="config.json: missing"):
+        AudioFlamingo.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("name,lm_type,layers,tdim", [("af1", "opt", 24, 1024), ("af2", "qwen2", 36, 2048)])
+def test_full_size_presets_describe_the_papers(name, lm_type, layers, tdim):
+    cfg, lm = preset_config(name)
+    assert lm["model_type"] == lm_type and lm["num_hidden_layers"] == layers and cfg.transformation.dim == tdim
+    assert cfg.transformation.num_layers == 3 and cfg.transformation.num_heads == 8
+    assert (cfg.xattn.heads, cfg.xattn.dim_head, cfg.xattn.every_n_layers) == (8, 64, 1)
+    if name == "af1":
+        assert cfg.transformation.positions == "sinusoidal" and cfg.encoder.output == "pooled"
+        assert cfg.window.sample_rate == 44100
+    else:
+        assert cfg.transformation.positions == "rotary" and cfg.transformation.rotary_base == 4096
+        assert cfg.encoder.output == "dense" and cfg.encoder.tokens_per_window == 64
