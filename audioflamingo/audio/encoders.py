@@ -120,10 +120,33 @@ class HFClapEncoder(AudioEncoder):
                              hf_config=audio_cfg.to_dict(), feature_extractor=fe)
 
     def load_directory_weights(self, path: str | Path) -> None:
-        from transformers import ClapAudioModelWithProjection
+        """Load the audio tower of a local ClapModel, ClapAudioModelWithProjection or ClapAudioModel
+        directory, strictly: every tensor of the tower must be there (text-tower tensors are dropped)."""
+        from audioflamingo.errors import ModelLoadError
 
-        loaded = ClapAudioModelWithProjection.from_pretrained(str(path))
-        self.model.load_state_dict(loaded.state_dict(), strict=True)
+        state = read_weight_files(path)
+        mapped = {}
+        for k, v in state.items():
+            if k.startswith(("text_model.", "text_projection.", "logit_scale")):
+                continue
+            if k.startswith("audio_encoder."):  # a bare ClapAudioModel
+                k = "audio_model." + k
+            mapped[k] = v
+        own = self.model.state_dict()
+        missing = sorted(set(own) - set(mapped))
+        if self.output == "dense":  # the projection is not used for frame tokens
+            missing = [k for k in missing if not k.startswith("audio_projection.")]
+        elif any(k.startswith("audio_projection.") for k in missing):
+            raise ModelLoadError(f"{path}: no audio projection weights: pooled output needs a ClapModel or "
+                                 "ClapAudioModelWithProjection checkpoint (or use output='dense')")
+        unexpected = sorted(set(mapped) - set(own))
+        if missing or unexpected:
+            raise ModelLoadError(f"{path}: CLAP weights do not match the config: missing {missing[:8]}, "
+                                 f"unexpected {unexpected[:8]}")
+        for k, v in mapped.items():
+            if own[k].shape != v.shape:
+                raise ModelLoadError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+        self.model.load_state_dict(mapped, strict=False)  # strictness checked above, projection may be absent
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
         arrays = [w.detach().cpu().float().numpy() for w in windows]
@@ -160,3 +183,25 @@ def build_encoder(cfg: EncoderConfig, window: WindowConfig) -> AudioEncoder:
         enc.requires_grad_(False)
         enc.eval()
     return enc
+
+
+def read_weight_files(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a local HF model directory: safetensors shards, or pickles read with weights_only."""
+    from safetensors.torch import load_file
+
+    from audioflamingo.errors import ModelLoadError
+
+    d = Path(path)
+    files = sorted(d.glob("*.safetensors"))
+    if files:
+        out: dict[str, torch.Tensor] = {}
+        for f in files:
+            out.update(load_file(str(f)))
+        return out
+    files = sorted(d.glob("pytorch_model*.bin"))
+    if files:
+        out = {}
+        for f in files:
+            out.update(torch.load(str(f), map_location="cpu", weights_only=True))
+        return out
+    raise ModelLoadError(f"{d}: no *.safetensors or pytorch_model*.bin weight files")

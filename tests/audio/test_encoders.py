@@ -53,3 +53,52 @@ def test_model_with_clap_encoder_roundtrip(clap_dir, tmp_path):
     loaded, _ = AudioFlamingo.from_pretrained(tmp_path)
     w = noise(1.5)
     torch.testing.assert_close(loaded.encode_clips([w])[0], model.encode_clips([w])[0], atol=1e-6, rtol=0)
+
+
+def _tiny_audio_cfg():
+    return dict(spec_size=64, num_mel_bins=16, window_size=4, patch_size=2, patch_stride=2,
+                patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
+                projection_dim=24, projection_hidden_size=24, enable_fusion=False)
+
+
+def _fe():
+    from transformers import ClapFeatureExtractor
+
+    return ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400,
+                                max_length_s=1)
+
+
+def test_full_clapmodel_directory_loads_audio_tower(tmp_path):
+    from transformers import ClapConfig, ClapModel
+
+    torch.manual_seed(1)
+    text = dict(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                projection_dim=24, projection_hidden_size=24)
+    full = ClapModel(ClapConfig(text_config=text, audio_config=_tiny_audio_cfg(), projection_dim=24)).eval()
+    full.save_pretrained(tmp_path)
+    _fe().save_pretrained(tmp_path)
+    enc = build_encoder(HFClapEncoder.config_from_directory(tmp_path, "pooled"), WIN)
+    enc.load_directory_weights(tmp_path)
+    x = torch.from_numpy(noise(1.0)).view(1, 16000)
+    feats = enc.features(x)
+    with torch.no_grad():
+        pooled = full.audio_model(input_features=feats, is_longer=torch.zeros(1, 1, dtype=torch.bool)).pooler_output
+        ref = full.audio_projection(pooled)
+    torch.testing.assert_close(enc(x)[:, 0], ref, atol=1e-5, rtol=0)
+
+
+def test_bare_clap_audio_model_directory(tmp_path):
+    from transformers import ClapAudioConfig, ClapAudioModel
+
+    from audioflamingo.errors import ModelLoadError
+
+    torch.manual_seed(2)
+    bare = ClapAudioModel(ClapAudioConfig(**_tiny_audio_cfg())).eval()
+    bare.save_pretrained(tmp_path)
+    _fe().save_pretrained(tmp_path)
+    enc = build_encoder(HFClapEncoder.config_from_directory(tmp_path, "dense"), WIN)
+    enc.load_directory_weights(tmp_path)  # really loaded, not silently re-initialised
+    assert torch.equal(enc.model.audio_model.audio_encoder.patch_embed.proj.weight,
+                       bare.audio_encoder.patch_embed.proj.weight)
+    with pytest.raises(ModelLoadError, match="projection"):
+        build_encoder(HFClapEncoder.config_from_directory(tmp_path, "pooled"), WIN).load_directory_weights(tmp_path)

@@ -58,3 +58,21 @@ def test_full_size_presets_describe_the_papers(name, lm_type, layers, tdim):
     else:
         assert cfg.transformation.positions == "rotary" and cfg.transformation.rotary_base == 4096
         assert cfg.encoder.output == "dense" and cfg.encoder.tokens_per_window == 64
+
+
+def test_af1_preset_wraps_a_local_hf_lm_directory(tmp_path):
+    """The full-size preset around an LM read from a local directory (here a tiny OPT)."""
+    from audioflamingo.text.tokenizer import byte_level_tokenizer
+    from tests.conftest import tiny_lm
+
+    tok = byte_level_tokenizer()
+    lm = tiny_lm("opt", len(tok) + 3)
+    lm.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, tok2 = build("af1", lm_dir=tmp_path)
+    assert type(model.lm).__name__ == "OPTForCausalLM" and len(tok2) == len(tok) + 3
+    for k, v in lm.state_dict().items():
+        assert torch.equal(model.lm.state_dict()[k], v), k
+    assert model.fusion.xattn["0"].attn.to_kv.weight.shape == (1024, 1024)  # AF1: to_kv [1024, 1024]
+    assert model.fusion.xattn["0"].attn.to_q.weight.shape == (512, 32)
+    assert model.transformation.position_enc.pos_table.shape == (1, 128, 1024)
