@@ -21,6 +21,8 @@ Without --model the bundled default model is used (when this version ships one).
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (from save_pretrained / init / convert)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="weights dtype (default: as saved; bfloat16 halves memory on GPU)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
 
@@ -116,7 +118,7 @@ def run(args) -> int:
         return 0
 
     files = [args.file] if args.command == "chat" else args.files
-    pipe = AudioFlamingoPipeline.load(args.model, device=args.device, batch_size=args.batch_size)
+    pipe = AudioFlamingoPipeline.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     pipe.load_all(files)  # every input checked before any output is written
     settings = _settings(args)
     progress = sys.stderr.isatty() and len(files) > 1

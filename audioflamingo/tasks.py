@@ -68,12 +68,14 @@ class AudioFlamingoPipeline:
         self.model.eval()
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, device: str = "cpu", **kw) -> "AudioFlamingoPipeline":
+    def load(cls, model_dir: str | Path | None = None, device: str = "cpu", dtype: str | None = None,
+             **kw) -> "AudioFlamingoPipeline":
         from audioflamingo.model.flamingo import AudioFlamingo
 
         if model_dir is None:
             model_dir = default_model_dir()
-        model, tokenizer = AudioFlamingo.from_pretrained(model_dir, device=device)
+        model, tokenizer = AudioFlamingo.from_pretrained(model_dir, device=device,
+                                                         dtype=getattr(torch, dtype) if dtype else None)
         return cls(model, tokenizer, **kw)
 
     # ------------------------------------------------------------------ inputs
@@ -137,10 +139,10 @@ class AudioFlamingoPipeline:
             out += self._generate(prompts, [[a] for a in chunk], settings)
         return out
 
-    def ask(self, audios: Sequence[AudioInput] | AudioInput, question: str,
+    def ask(self, audios: list[AudioInput] | AudioInput, question: str,
             settings: GenerationSettings | None = None, progress: bool = False) -> list[str] | str:
-        single = not isinstance(audios, (list, tuple)) or (isinstance(audios, tuple) and len(audios) == 2
-                                                            and isinstance(audios[1], int))
+        """A list of inputs gives a list of answers; one input (path, array or (array, rate)) gives one."""
+        single = not isinstance(audios, list)
         items = [audios] if single else list(audios)
         out: list[str] = []
         for chunk in self._chunks(items, progress, "ask"):

@@ -95,6 +95,14 @@ def bytes_per_token(model, n_audio_tokens, batch=1):
     return b
 
 
+def linear_fit(xs, ys):
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    ss_res = sum((y - (my + slope * (x - mx))) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    return slope, 1 - ss_res / ss_tot
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=12)
@@ -104,6 +112,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--skip-decode", action="store_true", help="only the audio-path scaling part")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -126,7 +135,7 @@ def main():
     if dev.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
     with torch.no_grad():
-        for batch in [int(b) for b in args.batches.split(",")]:
+        for batch in ([] if args.skip_decode else [int(b) for b in args.batches.split(",")]):
             ids, mask = left_pad([prompt] * batch, model.special.pad, dev)
             clips = clips_for(batch, args.windows)
             decode_seconds_per_step(model, ids, mask, clips, 2, True)  # warm-up
@@ -136,7 +145,7 @@ def main():
                                       "tokens_per_s": batch / s})
                 print(f"batch {batch:2d} cached={cache_kv!s:5}: {s * 1e3:8.1f} ms/step  {batch / s:8.2f} tok/s",
                       flush=True)
-        bw = copy_bandwidth() if dev.type == "cpu" else None
+        bw = copy_bandwidth() if dev.type == "cpu" and not args.skip_decode else None
         if bw:
             floor = bytes_per_token(model, args.windows * 64) / bw
             b1 = next(r for r in res["decode"] if r["batch"] == 1 and r["audio_kv_cached"])
@@ -149,29 +158,32 @@ def main():
         ids, mask = left_pad([prompt], model.special.pad, dev)
         for w in [int(x) for x in args.scaling_windows.split(",")]:
             clips = clips_for(1, w)
-            times = []
-            for _ in range(3):
+            t_tr, t_kv = [], []
+            for _ in range(5):
                 sync()
-                t = time.perf_counter()
+                t0 = time.perf_counter()
                 state = model.audio_state(clips, cache_kv=True)
+                sync()
+                t1 = time.perf_counter()
                 for i, blk in model.fusion.xattn.items():
                     state.kv[int(i)] = blk.attn.keys_values(state.audio)
                 sync()
-                times.append(time.perf_counter() - t)
-            prep = min(times)
+                t_tr.append(t1 - t0)
+                t_kv.append(time.perf_counter() - t1)
             step = decode_seconds_per_step(model, ids, mask, clips, 4, True)
-            res["scaling"].append({"windows": w, "audio_tokens": w * 64, "transform_and_kv_s": prep,
+            res["scaling"].append({"windows": w, "audio_tokens": w * 64, "transformation_s": min(t_tr),
+                                   "xattn_kv_s": min(t_kv), "transform_and_kv_s": min(t_tr) + min(t_kv),
                                    "decode_s_per_step": step})
-            print(f"{w:2d} windows: transformation + K/V {prep * 1e3:8.1f} ms, decode {step * 1e3:7.1f} ms/step",
-                  flush=True)
+            print(f"{w:2d} windows: transformation {min(t_tr) * 1e3:7.1f} ms, xattn K/V {min(t_kv) * 1e3:7.1f} ms, "
+                  f"decode {step * 1e3:6.1f} ms/step", flush=True)
+        if args.skip_decode:
+            res.pop("decode")
     xs = [r["audio_tokens"] for r in res["scaling"]]
-    ys = [r["transform_and_kv_s"] for r in res["scaling"]]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    ss_res = sum((y - (my + slope * (x - mx))) ** 2 for x, y in zip(xs, ys))
-    ss_tot = sum((y - my) ** 2 for y in ys)
-    res["scaling_linear_fit"] = {"s_per_audio_token": slope, "r2": 1 - ss_res / ss_tot}
-    print(f"linear fit of audio path: {slope * 1e6:.1f} us per audio token, R^2 = {1 - ss_res / ss_tot:.4f}")
+    res["scaling_linear_fit"] = {}
+    for key in ("transformation_s", "xattn_kv_s", "transform_and_kv_s"):
+        slope, r2 = linear_fit(xs, [r[key] for r in res["scaling"]])
+        res["scaling_linear_fit"][key] = {"s_per_audio_token": slope, "r2": r2}
+        print(f"linear fit of {key}: {slope * 1e6:.1f} us per audio token, R^2 = {r2:.4f}")
     if args.out:
         import pathlib
 
