@@ -15,6 +15,8 @@ EPILOG = """examples:
   audioflamingo classify clip.wav --labels dog,cat,rain
   audioflamingo chat clip.wav
   audioflamingo init --preset tiny --out my-model      # an untrained model to try the commands
+  audioflamingo data validate train.jsonl
+  audioflamingo train recipes/tiny.yaml --dry-run
 Without --model the bundled default model is used (when this version ships one)."""
 
 
@@ -79,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
     p.add_argument("--model", metavar="DIR")
+
+    from audioflamingo.cli_train import add_train_commands
+
+    add_train_commands(sub)
     return ap
 
 
@@ -104,6 +110,11 @@ def run(args) -> int:
         model.save_pretrained(args.out, tok)
         print(f"wrote an untrained {args.preset} model to {args.out}")
         return 0
+
+    if args.command in ("data", "train"):
+        from audioflamingo.cli_train import run_train_commands
+
+        return run_train_commands(args)
 
     if args.command == "info":
         from audioflamingo.model.flamingo import AudioFlamingo
@@ -171,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
         return run(args)
-    except AudioFlamingoError as err:
+    except (AudioFlamingoError, FileNotFoundError, ValueError) as err:
         print(f"audioflamingo: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

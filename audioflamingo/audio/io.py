@@ -58,8 +58,10 @@ def prepare_waveform(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def load_audio(path: str | os.PathLike, target_rate: int, max_seconds: float | None = None) -> np.ndarray:
-    """Read `path` and return mono float32 samples at `target_rate`, peak-normalised to 1."""
+def load_audio(path: str | os.PathLike, target_rate: int, max_seconds: float | None = None,
+               offset: float = 0.0, duration: float | None = None) -> np.ndarray:
+    """Read `path` (or the segment [offset, offset + duration) s of it) as mono float32 samples at
+    `target_rate`, peak-normalised to 1."""
     p = Path(path)
     if not p.exists():
         raise AudioInputError(str(path), "file not found")
@@ -75,13 +77,17 @@ def load_audio(path: str | os.PathLike, target_rate: int, max_seconds: float | N
         raise AudioInputError(str(path), _describe(err)) from None
     if info.frames == 0:
         raise AudioInputError(str(path), "zero-length audio (no samples)")
+    start = int(round(offset * info.samplerate))
+    if start >= info.frames:
+        raise AudioInputError(str(path), f"offset {offset:g} s is past the end ({info.frames / info.samplerate:.2f} s)")
+    frames = info.frames - start if duration is None else min(int(round(duration * info.samplerate)), info.frames - start)
     # Check the limit from the header so a 10-hour file is refused before it is read.
-    if max_seconds is not None and info.frames > 0 and info.frames / info.samplerate > max_seconds:
+    if max_seconds is not None and frames / info.samplerate > max_seconds:
         raise AudioInputError(
-            str(path), f"audio is {info.frames / info.samplerate:.1f} s long, over the limit of {max_seconds:g} s"
+            str(path), f"audio is {frames / info.samplerate:.1f} s long, over the limit of {max_seconds:g} s"
         )
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        data, sr = sf.read(str(p), start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as err:
         raise AudioInputError(str(path), _describe(err)) from None
     return prepare_waveform(data, sr, target_rate, name=str(path), max_seconds=max_seconds)

@@ -79,7 +79,10 @@ class AudioFlamingo(nn.Module):
                      chunk: int = 64) -> list[torch.Tensor]:
         """Encoder features (windows, tokens, dim) per clip, all windows batched together, cached."""
         names = names or [f"<clip {i}>" for i in range(len(waves))]
-        keys = [ClipCache.key(w) for w in waves]
+        w = self.config.window
+        # The window geometry is part of the key: a curriculum stage that changes it must re-encode.
+        geometry = f":{w.window_samples}:{w.hop_samples}:{w.max_windows}:{w.long_audio}"
+        keys = [ClipCache.key(x) + geometry for x in waves]
         out: list[torch.Tensor | None] = [self.clip_cache.get(k) for k in keys]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:

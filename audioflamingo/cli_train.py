@@ -1,0 +1,123 @@
+"""`audioflamingo data ...` and `audioflamingo train ...`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+CONVERTERS = ("clotho", "audiocaps", "clothoaqa", "esc50", "urbansound8k")
+
+
+def add_train_commands(sub) -> None:
+    d = sub.add_parser("data", help="manifests: validate, convert public datasets, build kNN ICL neighbours")
+    dsub = d.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = dsub.add_parser("validate", help="report every problem of a manifest at once (file:line)")
+    p.add_argument("manifest")
+    p.add_argument("--no-audio", action="store_true", help="check fields only, not the audio files")
+
+    p = dsub.add_parser("convert", help="public dataset layout -> manifest",
+                        description="Layouts: clotho (clotho_captions_<split>.csv + audio folder), audiocaps "
+                                    "(<split>.csv + audio folder), clothoaqa (clotho_aqa_<split>.csv + audio folder), "
+                                    "esc50 (root with meta/esc50.csv, audio/), urbansound8k (root with "
+                                    "metadata/UrbanSound8K.csv, audio/fold<k>/).")
+    p.add_argument("layout", choices=CONVERTERS)
+    p.add_argument("--csv", help="metadata CSV (clotho, audiocaps, clothoaqa)")
+    p.add_argument("--audio-dir", help="folder with the audio files (clotho, audiocaps, clothoaqa)")
+    p.add_argument("--root", help="dataset root (esc50, urbansound8k)")
+    p.add_argument("--folds", help="comma-separated folds to keep (esc50, urbansound8k)")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+
+    p = dsub.add_parser("build-icl", help="embed every clip, store each sample's k nearest neighbours")
+    p.add_argument("manifest")
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--encoder", required=True, metavar="DIR",
+                   help="an audioflamingo model directory or a Hugging Face CLAP directory")
+    p.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
+    p.add_argument("--out", help="neighbour file (default: <manifest>.icl.jsonl)")
+
+    t = sub.add_parser("train", help="run a training recipe (YAML): stages, checkpoints, resume",
+                       description="Single process: `audioflamingo train R.yaml`. Several processes (CPU gloo or "
+                                   "GPUs): `audioflamingo train R.yaml --nproc N` (runs torchrun), or "
+                                   "`torchrun --nproc_per_node N -m audioflamingo train R.yaml`.")
+    t.add_argument("recipe")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
+    t.add_argument("--dry-run", action="store_true", help="print stages, trainable parameters and data sizes")
+    t.add_argument("--nproc", type=int, default=1, help="processes on this machine (default 1)")
+    t.add_argument("--no-progress", action="store_true")
+
+
+def run_train_commands(args) -> int:
+    if args.command == "train":
+        return _train(args)
+    if args.data_command == "validate":
+        from audioflamingo.data.manifest import validate_manifest
+
+        rep = validate_manifest(args.manifest, check_audio=not args.no_audio, progress=sys.stderr.isatty())
+        for line in rep.problems:
+            print(line)
+        tasks = ", ".join(f"{k} {v}" for k, v in sorted(rep.tasks.items())) or "none"
+        print(f"{rep.path}: {rep.records} records ({tasks}); {len(rep.problems)} problem(s)", file=sys.stderr)
+        return 0 if rep.ok else 1
+    if args.data_command == "convert":
+        return _convert(args)
+    if args.data_command == "build-icl":
+        from audioflamingo.data.icl import build_icl
+        from audioflamingo.retrieval.embed import ClipEmbedder
+
+        summary = build_icl(args.manifest, ClipEmbedder.from_directory(args.encoder), k=args.k,
+                            cache_dir=args.cache, out=args.out, progress=sys.stderr.isatty())
+        print(json.dumps(summary))
+        return 0
+    return 2
+
+
+def _convert(args) -> int:
+    from audioflamingo.data import converters as C
+    from audioflamingo.data.manifest import write_manifest
+
+    out = Path(args.out)
+    out_dir = out.parent.resolve()
+    folds = set(args.folds.split(",")) if args.folds else None
+    if args.layout in ("clotho", "audiocaps", "clothoaqa"):
+        if not args.csv or not args.audio_dir:
+            raise ValueError(f"{args.layout} needs --csv and --audio-dir")
+        fn = {"clotho": C.clotho, "audiocaps": C.audiocaps, "clothoaqa": C.clotho_aqa}[args.layout]
+        res = fn(Path(args.csv), Path(args.audio_dir), out_dir)
+    else:
+        if not args.root:
+            raise ValueError(f"{args.layout} needs --root")
+        fn = C.esc50 if args.layout == "esc50" else C.urbansound8k
+        res = fn(Path(args.root), out_dir, folds)
+    if not res.records:
+        raise ValueError(f"no usable rows: all {len(res.missing_audio)} audio files are missing "
+                         f"(first: {res.missing_audio[:1]})")
+    write_manifest(res.records, out)
+    for m in res.missing_audio[:20]:
+        print(f"missing audio: {m}", file=sys.stderr)
+    print(f"{out}: {len(res.records)} records; {len(res.missing_audio)} rows skipped for missing audio",
+          file=sys.stderr)
+    return 0
+
+
+def _train(args) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        import subprocess
+
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "audioflamingo", "train", args.recipe]
+        cmd += ["--resume"] * args.resume + ["--dry-run"] * args.dry_run + ["--no-progress"] * args.no_progress
+        return subprocess.call(cmd)
+    from audioflamingo.train.recipe import load_recipe
+    from audioflamingo.train.trainer import Trainer, dry_run
+
+    recipe = load_recipe(args.recipe)
+    if args.dry_run:
+        print(dry_run(recipe))
+        return 0
+    final = Trainer(recipe, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty()).run()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"done: {final}")
+    return 0

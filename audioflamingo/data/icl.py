@@ -1,0 +1,81 @@
+"""kNN-interleaved ICL data: embed every clip of a manifest, find each sample's nearest neighbours.
+
+Writes `<manifest>.icl.jsonl` beside the manifest: one line per record,
+`{"id": ..., "neighbours": [id, ...], "distances": [...]}`, nearest first. The embeddings are cached
+on disk (`--cache`), so a rerun embeds nothing it has seen.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from audioflamingo.audio.io import load_audio
+from audioflamingo.data.manifest import Record, load_manifest
+from audioflamingo.retrieval.embed import ClipEmbedder, EmbeddingCache, clip_key
+from audioflamingo.retrieval.knn import knn_excluding_groups
+
+
+def icl_path(manifest: str | Path) -> Path:
+    p = Path(manifest)
+    return p.with_name(p.stem + ".icl.jsonl")
+
+
+def embed_records(records: list[Record], embedder: ClipEmbedder, cache_dir: str | Path,
+                  progress: bool = False) -> tuple[np.ndarray, list[int], int]:
+    """Vectors for every readable record (and which rows they are), computing only uncached ones."""
+    from tqdm import tqdm
+
+    cache = EmbeddingCache(cache_dir, embedder.name)
+    rows, vecs, new = [], [], {}
+    for i, r in enumerate(tqdm(records, desc="embed", unit="clip", disable=not progress)):
+        try:
+            key = clip_key(r.audio, r.offset, r.duration)
+        except OSError:
+            continue
+        v = cache.get(key)
+        if v is None:
+            v = new.get(key)
+        if v is None:
+            try:
+                wave = load_audio(r.audio, embedder.window.sample_rate, offset=r.offset, duration=r.duration)
+            except Exception:
+                continue
+            v = embedder.embed(wave)
+            new[key] = v
+        rows.append(i)
+        vecs.append(v)
+    cache.add(new)
+    cache.save()
+    return (np.stack(vecs) if vecs else np.zeros((0, 1), np.float32)), rows, cache.computed
+
+
+def build_icl(manifest: str | Path, embedder: ClipEmbedder, k: int = 8, cache_dir: str | Path | None = None,
+              out: str | Path | None = None, progress: bool = False) -> dict:
+    records = load_manifest(manifest)
+    cache_dir = cache_dir or Path(manifest).parent / ".af-embeddings"
+    vectors, rows, computed = embed_records(records, embedder, cache_dir, progress)
+    groups = [records[i].group for i in rows]
+    nb = knn_excluding_groups(vectors, k, groups)
+    out = Path(out) if out else icl_path(manifest)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r_i, (ids, ds) in enumerate(zip(nb.ids, nb.distances)):
+            keep = ids >= 0
+            f.write(json.dumps({"id": records[rows[r_i]].id,
+                                "neighbours": [records[rows[j]].id for j in ids[keep]],
+                                "distances": [round(float(d), 6) for d in ds[keep]]}) + "\n")
+    tmp.replace(out)
+    return {"records": len(records), "embedded": len(rows), "newly_computed": computed,
+            "skipped_unreadable": len(records) - len(rows), "k": k, "out": str(out)}
+
+
+def load_icl(path: str | Path) -> dict[str, list[str]]:
+    out = {}
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rec = json.loads(line)
+                out[rec["id"]] = rec["neighbours"]
+    return out

@@ -1,0 +1,103 @@
+"""Clip embeddings for nearest-neighbour search, cached on disk so a rerun never recomputes them.
+
+An embedder maps a waveform to one vector: the mean of the audio encoder's tokens over all windows,
+L2-normalised (so L2 distance ranks like cosine similarity). It can come from an audioflamingo model
+directory (its own encoder) or a Hugging Face CLAP directory (its pooled, projected embedding, as
+the paper's LAION-CLAP neighbours).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audioflamingo.audio.encoders import AudioEncoder
+from audioflamingo.audio.windows import make_windows
+from audioflamingo.config import WindowConfig
+
+
+class ClipEmbedder:
+    def __init__(self, encoder: AudioEncoder, window: WindowConfig, name: str):
+        self.encoder, self.window, self.name = encoder.eval(), window, name
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> "ClipEmbedder":
+        from audioflamingo.audio.encoders import HFClapEncoder, build_encoder
+        from audioflamingo.config import AudioFlamingoConfig
+
+        d = Path(path)
+        cfg_file = d / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{cfg_file}: missing (expected an audioflamingo model or a CLAP directory)")
+        raw = json.loads(cfg_file.read_text())
+        if "encoder" in raw and "window" in raw:  # an audioflamingo model directory
+            from safetensors import safe_open
+
+            cfg = AudioFlamingoConfig.from_dict(raw)
+            enc = build_encoder(cfg.encoder, cfg.window)
+            with safe_open(str(d / "model.safetensors"), "pt") as f:
+                sd = {k[len("encoder."):]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
+            enc.load_state_dict(sd, strict=True)
+            return cls(enc, cfg.window, f"af:{_fingerprint(d / 'model.safetensors')}")
+        ecfg = HFClapEncoder.config_from_directory(d, "pooled")
+        fe = ecfg.feature_extractor or {}
+        win = WindowConfig(sample_rate=int(fe.get("sampling_rate", 48000)),
+                           window_seconds=float(fe.get("max_length_s", 10)),
+                           hop_seconds=float(fe.get("max_length_s", 10)), max_windows=1)
+        enc = build_encoder(ecfg, win)
+        enc.load_directory_weights(d)
+        return cls(enc, win, f"clap:{_fingerprint(next(iter(sorted(d.glob('*.safetensors')))))}")
+
+    @torch.no_grad()
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        frames = torch.from_numpy(make_windows(wave, self.window).frames)
+        feats = self.encoder(frames)  # (W, T, D)
+        v = feats.float().mean(dim=(0, 1))
+        return torch.nn.functional.normalize(v, dim=0).numpy()
+
+
+def _fingerprint(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def clip_key(path: Path, offset: float, duration: float | None) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{offset}:{duration}".encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """Append-only store of (key -> vector) in one folder: keys.json + vectors.npy."""
+
+    def __init__(self, directory: str | Path, embedder_name: str):
+        self.dir = Path(directory) / hashlib.sha1(embedder_name.encode()).hexdigest()[:12]
+        self.keys: dict[str, int] = {}
+        self.vectors = np.zeros((0, 0), np.float32)
+        if (self.dir / "keys.json").is_file():
+            self.keys = json.loads((self.dir / "keys.json").read_text())
+            self.vectors = np.load(self.dir / "vectors.npy")
+        self.computed = 0
+
+    def get(self, key: str) -> np.ndarray | None:
+        i = self.keys.get(key)
+        return None if i is None else self.vectors[i]
+
+    def add(self, items: dict[str, np.ndarray]) -> None:
+        if not items:
+            return
+        new = np.stack(list(items.values())).astype(np.float32)
+        base = len(self.keys)
+        self.vectors = new if self.vectors.size == 0 else np.concatenate([self.vectors, new])
+        for n, k in enumerate(items):
+            self.keys[k] = base + n
+        self.computed += len(items)
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        np.save(self.dir / "vectors.tmp.npy", self.vectors)
+        (self.dir / "keys.tmp.json").write_text(json.dumps(self.keys))
+        (self.dir / "vectors.tmp.npy").replace(self.dir / "vectors.npy")
+        (self.dir / "keys.tmp.json").replace(self.dir / "keys.json")

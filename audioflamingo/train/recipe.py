@@ -1,0 +1,128 @@
+"""Training recipes (YAML): the model to start from, shared settings, and the stages to run.
+
+    model: {init: tiny}                    # a preset name, or a model directory to continue from
+    output_dir: runs/tiny                  # relative paths are relative to the recipe file
+    seed: 0
+    train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
+    stages:
+      - name: pretrain
+        kind: pretrain                     # pretrain | sft | chat
+        steps: 200
+        lr: 1.0e-4
+        max_windows: 3                     # AF2 curriculum: windows per clip in this stage
+        epoch_size: 1000                   # virtual epoch (samples) of the mixture
+        datasets:
+          - {manifest: data/caps.jsonl, weight: 2.0}
+          - {manifest: data/aqa.jsonl, weight: 1.0, icl_shots: 4}   # kNN-interleaved (data build-icl)
+        val: [data/val.jsonl]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGE_KINDS = ("pretrain", "sft", "chat")
+
+
+@dataclass
+class DatasetSpec:
+    manifest: str
+    weight: float = 1.0
+    icl_shots: int = 0  # > 0: interleave this many retrieved neighbours (needs <manifest>.icl.jsonl)
+    icl_file: str | None = None
+
+
+@dataclass
+class StageSpec:
+    name: str
+    kind: str
+    steps: int
+    datasets: list[DatasetSpec]
+    lr: float = 1e-4
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.0
+    epoch_size: int | None = None
+    max_windows: int | None = None
+    val: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainSpec:
+    micro_batch_size: int = 8
+    grad_accum: int = 1
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float = 1.0
+    max_tokens: int = 512
+    lowercase: bool = False
+    save_every: int = 100
+    keep_last: int = 3
+    eval_every: int = 100
+    eval_batches: int = 8
+    log_every: int = 1
+    bf16: bool = True  # autocast on GPU only
+
+
+@dataclass
+class Recipe:
+    model: dict[str, Any]
+    output_dir: str
+    stages: list[StageSpec]
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0
+    path: str = ""
+
+
+def _build(cls, d: dict, where: str):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    return cls(**d)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: recipe not found")
+    raw = yaml.safe_load(p.read_text()) or {}
+    base = p.parent
+
+    def rel(x: str) -> str:
+        return str(x if Path(x).is_absolute() else (base / x))
+
+    stages = []
+    for n, s in enumerate(raw.pop("stages", None) or []):
+        s = dict(s)
+        ds = [_build(DatasetSpec, dict(d), f"{p}: stages[{n}].datasets") for d in s.pop("datasets", [])]
+        for d in ds:
+            d.manifest = rel(d.manifest)
+            d.icl_file = rel(d.icl_file) if d.icl_file else None
+        stage = _build(StageSpec, {**s, "datasets": ds}, f"{p}: stages[{n}]")
+        stage.val = [rel(v) for v in (stage.val if isinstance(stage.val, list) else [stage.val])]
+        for key in ("lr", "min_lr_ratio"):
+            setattr(stage, key, float(getattr(stage, key)))
+        if stage.kind not in STAGE_KINDS:
+            raise ValueError(f"{p}: stages[{n}].kind must be one of {STAGE_KINDS}, not {stage.kind!r}")
+        if not ds:
+            raise ValueError(f"{p}: stages[{n}] has no datasets")
+        if stage.schedule not in ("cosine", "constant"):
+            raise ValueError(f"{p}: stages[{n}].schedule must be cosine or constant")
+        stages.append(stage)
+    if not stages:
+        raise ValueError(f"{p}: no stages")
+    train = _build(TrainSpec, raw.pop("train", {}) or {}, f"{p}: train")
+    model = dict(raw.pop("model", {"init": "tiny"}))
+    for key in ("lm", "clap", "tokenizer"):
+        if model.get(key):
+            model[key] = rel(model[key])
+    if "init" in model and Path(base / str(model["init"])).exists():
+        model["init"] = rel(model["init"])
+    out = rel(raw.pop("output_dir", "runs/" + p.stem))
+    r = _build(Recipe, {**raw, "model": model, "output_dir": out, "stages": stages, "train": train}, str(p))
+    r.path = str(p)
+    return r

@@ -1,0 +1,342 @@
+"""The training loop: stages from a recipe on torch.distributed (1 CPU process, N gloo processes or
+N GPUs with the same code), exact resume, skip-and-count for unreadable clips, stop on NaN."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import OrderedDict
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from audioflamingo.audio.io import load_audio
+from audioflamingo.data.icl import icl_path, load_icl
+from audioflamingo.data.manifest import load_manifest
+from audioflamingo.data.mixture import MixtureSampler
+from audioflamingo.data.samples import tokenized_with_budget
+from audioflamingo.errors import AudioFlamingoError
+from audioflamingo.tasks import left_pad
+from audioflamingo.text.templates import IGNORE
+from audioflamingo.train import checkpoint
+from audioflamingo.train.recipe import Recipe, StageSpec
+from audioflamingo.train.stages import count, make_optimizer, set_trainable
+
+
+class TrainingDiverged(AudioFlamingoError):
+    pass
+
+
+class Env:
+    """Rank, world size and device, from torchrun's environment (a single process without it)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available() and os.environ.get("AF_FORCE_CPU") != "1"
+        self.device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, x: float) -> float:
+        if self.world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item())
+
+
+class TrainStep(nn.Module):
+    """What DDP wraps: audio path + LM forward, returning the summed loss over target tokens."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels, clips):
+        state = self.model.audio_state(clips) if any(clips) else None
+        logits = self.model(input_ids, attention_mask, audio=state).logits
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                               ignore_index=IGNORE, reduction="sum")
+
+
+class StageData:
+    def __init__(self, stage: StageSpec, tokenizer, recipe: Recipe, stage_index: int):
+        self.tok, self.train = tokenizer, recipe.train
+        self.records = [load_manifest(d.manifest) for d in stage.datasets]
+        self.shots = [d.icl_shots for d in stage.datasets]
+        self.by_id = [{r.id: r for r in recs} for recs in self.records]
+        self.icl = []
+        for d in stage.datasets:
+            if d.icl_shots:
+                f = Path(d.icl_file) if d.icl_file else icl_path(d.manifest)
+                if not f.is_file():
+                    raise FileNotFoundError(f"{f}: no neighbour file; run `audioflamingo data build-icl {d.manifest}`")
+                self.icl.append(load_icl(f))
+            else:
+                self.icl.append(None)
+        sizes = [len(r) for r in self.records]
+        for d, n in zip(stage.datasets, sizes):
+            if n == 0:
+                raise ValueError(f"{d.manifest}: no records")
+        self.sampler = MixtureSampler(sizes, [d.weight for d in stage.datasets], stage.epoch_size or sum(sizes),
+                                      recipe.seed * 1000 + stage_index)
+        self.val = [r for v in stage.val for r in load_manifest(v)]
+
+    def item(self, d: int, i: int):
+        rec = self.records[d][i]
+        shots = []
+        if self.icl[d] is not None:
+            ids = self.icl[d].get(rec.id, [])[: self.shots[d]]
+            shots = [self.by_id[d][x] for x in reversed(ids) if x in self.by_id[d]]  # nearest last
+        return tokenized_with_budget(rec, self.tok, shots, self.train.max_tokens, self.train.lowercase)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, resume: bool = False, progress: bool = True):
+        self.recipe, self.resume, self.env = recipe, resume, Env()
+        self.out = Path(recipe.output_dir)
+        self.progress = progress and self.env.main
+        self.features: OrderedDict = OrderedDict()
+        self.skipped = 0
+
+    # ------------------------------------------------------------------ setup
+    def build_model(self):
+        from audioflamingo.model.flamingo import AudioFlamingo
+        from audioflamingo.presets import PRESETS, build
+
+        m = self.recipe.model
+        init = str(m.get("init", "tiny"))
+        if init in PRESETS:
+            model, tok = build(init, lm_dir=m.get("lm"), clap_dir=m.get("clap"), tokenizer_dir=m.get("tokenizer"),
+                               lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed)
+        else:
+            model, tok = AudioFlamingo.from_pretrained(init)
+        return model.to(self.env.device), tok
+
+    def _clip_features(self, model, ref):
+        w = model.config.window
+        key = (ref, w.max_windows)
+        if key in self.features:
+            self.features.move_to_end(key)
+            return self.features[key]
+        wave = load_audio(ref.path, w.sample_rate, w.max_duration_seconds, ref.offset, ref.duration)
+        feats = model.encode_clips([wave], [str(ref.path)])[0].detach()
+        self.features[key] = feats
+        if len(self.features) > 4096:
+            self.features.popitem(last=False)
+        return feats
+
+    def _prepare(self, model, data: StageData, items, tok):
+        """Tokenise and encode a micro-batch; unreadable clips drop their sample (counted)."""
+        rows = []
+        for d, i in items:
+            ids, labels, refs = data.item(d, i)
+            try:
+                clips = [self._clip_features(model, r) for r in refs]
+            except AudioFlamingoError:
+                self.skipped += 1
+                continue
+            rows.append((ids, labels, clips))
+        return rows
+
+    def _tensors(self, model, rows):
+        pad = model.special.pad
+        width = max(len(r[0]) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for n, (i, l, _) in enumerate(rows):
+            ids[n, : len(i)], labels[n, : len(l)], mask[n, : len(i)] = torch.tensor(i), torch.tensor(l), 1
+        dev = self.env.device
+        return ids.to(dev), mask.to(dev), labels.to(dev), [r[2] for r in rows]
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> Path:
+        env, rc, tr = self.env, self.recipe, self.recipe.train
+        model, tok = self.build_model()
+        start_stage, state = 0, None
+        ckpt = checkpoint.latest(self.out) if self.resume else None
+        if self.resume and ckpt is None and env.main:
+            print(f"audioflamingo: no checkpoint under {checkpoint.checkpoint_dir(self.out)}; starting fresh")
+        if ckpt is not None:
+            state = json.loads((ckpt / "trainer_state.json").read_text())
+            start_stage = state["stage_index"]
+        if env.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        global_step = state["global_step"] if state else 0
+        self.skipped = state.get("skipped", 0) if state else 0
+        for si in range(start_stage, len(rc.stages)):
+            stage = rc.stages[si]
+            set_trainable(model, stage.kind)
+            if stage.max_windows:
+                model.config.window.max_windows = stage.max_windows
+            opt, sched = make_optimizer(model, stage, tr)
+            data = StageData(stage, tok, rc, si)
+            step = 0
+            if state is not None and si == start_stage:
+                checkpoint.load_into(ckpt, model, opt, sched)
+                data.sampler.load_state_dict(state["sampler"])
+                step = state["stage_step"]
+            wrapped = TrainStep(model)
+            if env.world > 1:
+                wrapped = nn.parallel.DistributedDataParallel(wrapped, find_unused_parameters=True,
+                                                              device_ids=[env.device] if env.device.type == "cuda" else None)
+            global_step = self._run_stage(si, stage, step, global_step, model, tok, wrapped, opt, sched, data)
+            state = None
+            if env.main:
+                model.save_pretrained(self.out / f"stage-{stage.name}", tok)
+        if env.main:
+            model.save_pretrained(self.out / "final", tok)
+        if env.world > 1:
+            dist.barrier()
+        return self.out / "final"
+
+    def _run_stage(self, si, stage, step, global_step, model, tok, wrapped, opt, sched, data):
+        from tqdm import tqdm
+
+        env, tr = self.env, self.recipe.train
+        micro, accum, world = tr.micro_batch_size, tr.grad_accum, env.world
+        params = [p for p in model.parameters() if p.requires_grad]
+        bar = tqdm(total=stage.steps, initial=step, desc=f"{stage.name}", unit="step", disable=not self.progress,
+                   dynamic_ncols=True)
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and tr.bf16
+                    else nullcontext())
+        model.train()
+        while step < stage.steps:
+            t0 = time.perf_counter()
+            items = data.sampler.take(micro * accum * world)
+            micros = []
+            for m in range(accum):
+                lo = (m * world + env.rank) * micro
+                micros.append(self._prepare(model, data, items[lo : lo + micro], tok))
+            local_tokens = sum(sum(1 for x in r[1][1:] if x != IGNORE) for rows in micros for r in rows)
+            n_tokens = env.sum(float(local_tokens))
+            loss_sum = 0.0
+            if n_tokens > 0:
+                for m, rows in enumerate(micros):
+                    sync = (m == accum - 1) or world == 1
+                    ctx = nullcontext() if sync or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+                    with ctx:
+                        if rows:
+                            with autocast:
+                                ls = wrapped(*self._tensors(model, rows))
+                            scale = world / n_tokens
+                        else:  # every clip of this share was unreadable: keep DDP's collectives in step
+                            ls = sum(p.sum() for p in params) * 0.0
+                            scale = 1.0
+                        (ls * scale).backward()
+                        loss_sum += float(ls.detach())
+            loss = env.sum(loss_sum) / max(n_tokens, 1.0)
+            if not math.isfinite(loss):
+                last = checkpoint.latest(self.out)
+                raise TrainingDiverged(
+                    f"loss became {loss} at step {global_step + 1} (stage {stage.name}); stopped. "
+                    f"Last good checkpoint: {last if last else 'none'}")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tr.clip_grad)) if tr.clip_grad else None
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            global_step += 1
+            dt = time.perf_counter() - t0
+            samples = env.sum(float(sum(len(r) for r in micros)))
+            rec = {"step": global_step, "stage": stage.name, "stage_step": step, "loss": loss,
+                   "lr": sched.get_last_lr()[0], "grad_norm": grad_norm, "tokens": n_tokens,
+                   "tokens_per_s": n_tokens / dt, "samples_per_s": samples / dt,
+                   "skipped_clips": int(env.sum(float(self.skipped))), "time": time.time()}
+            self._log(rec)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:.0f}")
+            bar.update(1)
+            if data.val and tr.eval_every and (step % tr.eval_every == 0 or step == stage.steps):
+                self._log({"step": global_step, "stage": stage.name, "val_loss": self.evaluate(model, tok, data)})
+            if tr.save_every and (step % tr.save_every == 0 or step == stage.steps):
+                self._save(si, step, global_step, model, tok, opt, sched, data)
+        bar.close()
+        model.eval()
+        return global_step
+
+    @torch.no_grad()
+    def evaluate(self, model, tok, data: StageData) -> float:
+        env, tr = self.env, self.recipe.train
+        model.eval()
+        n = min(len(data.val), tr.eval_batches * tr.micro_batch_size * env.world)
+        mine = list(range(env.rank, n, env.world))
+        total = tokens = 0.0
+        for s in range(0, len(mine), tr.micro_batch_size):
+            rows = []
+            for i in mine[s : s + tr.micro_batch_size]:
+                ids, labels, refs = tokenized_with_budget(data.val[i], tok, [], tr.max_tokens, tr.lowercase)
+                try:
+                    rows.append((ids, labels, [self._clip_features(model, r) for r in refs]))
+                except AudioFlamingoError:
+                    continue
+            if rows:
+                ids, mask, labels, clips = self._tensors(model, rows)
+                total += float(TrainStep(model)(ids, mask, labels, clips))
+                tokens += float((labels[:, 1:] != IGNORE).sum())
+        model.train()
+        return env.sum(total) / max(env.sum(tokens), 1.0)
+
+    def _save(self, si, step, global_step, model, tok, opt, sched, data):
+        if self.env.main:
+            checkpoint.save(self.out, global_step, model, tok, opt, sched,
+                            {"stage_index": si, "stage_step": step, "global_step": global_step,
+                             "sampler": data.sampler.state_dict(), "skipped": self.skipped},
+                            self.recipe.train.keep_last)
+        if self.env.world > 1:
+            dist.barrier()
+
+    def _log(self, rec: dict) -> None:
+        if not self.env.main:
+            return
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if getattr(self, "_tb", None) is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            except Exception:
+                self._tb = False
+        if self._tb:
+            for k in ("loss", "val_loss", "lr", "tokens_per_s"):
+                if rec.get(k) is not None:
+                    self._tb.add_scalar(f"train/{k}", rec[k], rec["step"])
+
+
+def dry_run(recipe: Recipe) -> str:
+    """The resolved stages, trainable parameter counts and data sizes, without training."""
+    t = Trainer(recipe, progress=False)
+    model, tok = t.build_model()
+    tr = recipe.train
+    lines = [f"recipe: {recipe.path}", f"output: {recipe.output_dir}", f"seed: {recipe.seed}",
+             f"global batch: {tr.micro_batch_size} x {tr.grad_accum} accum x {t.env.world} process(es) = "
+             f"{tr.micro_batch_size * tr.grad_accum * t.env.world} samples; max {tr.max_tokens} tokens per sample"]
+    for si, st in enumerate(recipe.stages):
+        set_trainable(model, st.kind)
+        c = count(model)
+        data = StageData(st, tok, recipe, si)
+        lines.append(f"stage {si + 1} {st.name!r} ({st.kind}): {st.steps} steps, lr {st.lr:g}, "
+                     f"{st.schedule} after {st.warmup_steps} warm-up, windows per clip "
+                     f"{st.max_windows or model.config.window.max_windows}")
+        lines.append(f"  trainable {c['trainable']:,} of {c['total']:,} parameters")
+        for d, recs in zip(st.datasets, data.records):
+            shots = f", {d.icl_shots}-shot ICL" if d.icl_shots else ""
+            lines.append(f"  {d.manifest}: {len(recs)} records, weight {d.weight:g}{shots}")
+        lines.append(f"  virtual epoch {data.sampler.epoch_size} samples; "
+                     f"{st.steps * tr.micro_batch_size * tr.grad_accum * t.env.world} samples this stage; "
+                     f"validation: {len(data.val)} records")
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Training: overfitting, multi-process equivalence, SIGKILL + resume, robustness."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from audioflamingo.cli import main
+from tests.toy import losses, write_recipe, write_toy
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
+def test_overfit_eight_samples(tmp_path):
+    m = write_toy(tmp_path / "toy", n=8)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=300, lr=3e-3, micro=8)
+    assert main(["train", str(r), "--no-progress"]) == 0
+    l = losses(tmp_path / "run")
+    assert min(l[s] for s in range(291, 301)) < 0.1, [round(l[s], 3) for s in range(280, 301)]
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    m = write_toy(tmp_path / "toy", n=8)
+    one = write_recipe(tmp_path / "one.yaml", m, tmp_path / "one", steps=4, micro=2, accum=2)
+    two = write_recipe(tmp_path / "two.yaml", m, tmp_path / "two", steps=4, micro=2, accum=1)
+    subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(one), "--no-progress"], env=ENV, check=True,
+                   capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(two), "--nproc", "2", "--no-progress"],
+                       env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for s in a:  # same data, same normalisation; only the order of float sums differs
+        assert abs(a[s] - b[s]) <= 1e-4 * abs(a[s]), (s, a[s], b[s])
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    m = write_toy(tmp_path / "toy", n=8)
+    ref = write_recipe(tmp_path / "ref.yaml", m, tmp_path / "ref", steps=160, save_every=10)
+    cut = write_recipe(tmp_path / "cut.yaml", m, tmp_path / "cut", steps=160, save_every=10)
+    def train(recipe, *extra):  # all runs alike (same thread count), so float sums agree bit for bit
+        subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(recipe), "--no-progress", *extra],
+                       env=ENV, check=True, capture_output=True)
+
+    train(ref)
+    proc = subprocess.Popen([sys.executable, "-m", "audioflamingo", "train", str(cut), "--no-progress"], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if log.is_file() and len(log.read_text().splitlines()) >= 35:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(log.read_text().splitlines())
+    assert 35 <= done < 160, "the run should have been killed mid-way"
+    train(cut, "--resume")  # a half-written step-N.tmp, if the kill left one, is never loaded
+    a, b = losses(tmp_path / "ref"), losses(tmp_path / "cut")
+    assert sorted(a) == sorted(b) == list(range(1, 161))
+    assert all(a[s] == b[s] for s in a), [(s, a[s], b[s]) for s in a if a[s] != b[s]][:3]
+
+
+def test_unreadable_clips_are_skipped_and_counted(tmp_path):
+    m = write_toy(tmp_path / "toy", n=6, unreadable=2)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=6)
+    assert main(["train", str(r), "--no-progress"]) == 0
+    last = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["skipped_clips"] > 0 and last["step"] == 6
+
+
+def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(tmp_path, monkeypatch, capsys):
+    from audioflamingo.train import trainer as T
+
+    m = write_toy(tmp_path / "toy", n=8)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=10, save_every=2)
+    real = T.TrainStep.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *a):
+        calls["n"] += 1
+        out = real(self, *a)
+        return out * float("nan") if calls["n"] == 5 else out
+
+    monkeypatch.setattr(T.TrainStep, "forward", poisoned)
+    assert main(["train", str(r), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "loss became nan at step 5" in err and "step-00000004" in err
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == ["step-00000002", "step-00000004"]
+    from audioflamingo.model.flamingo import AudioFlamingo
+
+    AudioFlamingo.from_pretrained(tmp_path / "run" / "checkpoints" / "step-00000004")  # intact, loadable
+
+
+def test_pretrain_stage_freezes_lm_and_optimizer_holds_only_trainable(tmp_path):
+    from audioflamingo.presets import build
+    from audioflamingo.train.recipe import StageSpec, TrainSpec
+    from audioflamingo.train.stages import make_optimizer, set_trainable
+
+    model, _ = build("tiny")
+    set_trainable(model, "pretrain")
+    assert not any(p.requires_grad for p in model.lm.parameters())
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.fusion.xattn.parameters())
+    opt, _ = make_optimizer(model, StageSpec("p", "pretrain", 1, []), TrainSpec())
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in model.parameters() if p.requires_grad}
+    set_trainable(model, "sft")
+    assert all(p.requires_grad for p in model.lm.parameters())
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_checkpoints_keep_last_n_and_are_loadable(tmp_path):
+    m = write_toy(tmp_path / "toy", n=4)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=6, save_every=1)
+    assert main(["train", str(r), "--no-progress"]) == 0
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["step-00000005", "step-00000006"]
+    st = torch.load(tmp_path / "run" / "checkpoints" / names[-1] / "optimizer.pt", weights_only=True)
+    assert st["state"]
+
+
+def test_dry_run_reports_stages(tmp_path, capsys):
+    m = write_toy(tmp_path / "toy", n=4)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=3, kind="pretrain")
+    assert main(["train", str(r), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "stage 1 'pretrain' (pretrain): 3 steps" in out and "4 records" in out and "trainable" in out
+    assert not (tmp_path / "run").exists()
