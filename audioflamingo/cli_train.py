@@ -33,8 +33,9 @@ def add_train_commands(sub) -> None:
     p = dsub.add_parser("build-icl", help="embed every clip, store each sample's k nearest neighbours")
     p.add_argument("manifest")
     p.add_argument("--k", type=int, default=8)
-    p.add_argument("--encoder", required=True, metavar="DIR",
-                   help="an audioflamingo model directory or a Hugging Face CLAP directory")
+    p.add_argument("--encoder", metavar="DIR",
+                   help="an audioflamingo model directory or a Hugging Face CLAP directory "
+                        "(default: the bundled default model's encoder)")
     p.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
     p.add_argument("--out", help="neighbour file (default: <manifest>.icl.jsonl)")
 
@@ -67,7 +68,10 @@ def run_train_commands(args) -> int:
         from audioflamingo.data.icl import build_icl
         from audioflamingo.retrieval.embed import ClipEmbedder
 
-        summary = build_icl(args.manifest, ClipEmbedder.from_directory(args.encoder), k=args.k,
+        from audioflamingo.tasks import default_model_dir
+
+        encoder = args.encoder or default_model_dir()
+        summary = build_icl(args.manifest, ClipEmbedder.from_directory(encoder), k=args.k,
                             cache_dir=args.cache, out=args.out, progress=sys.stderr.isatty())
         print(json.dumps(summary))
         return 0

@@ -14,6 +14,7 @@
         datasets:
           - {manifest: data/caps.jsonl, weight: 2.0}
           - {manifest: data/aqa.jsonl, weight: 1.0, icl_shots: 4}   # kNN-interleaved (data build-icl)
+          - {manifest: data/esc.jsonl, task_description: "The task is event classification."}
         val: [data/val.jsonl]
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ class DatasetSpec:
     weight: float = 1.0
     icl_shots: int = 0  # > 0: interleave this many retrieved neighbours (needs <manifest>.icl.jsonl)
     icl_file: str | None = None
+    task_description: str | None = None  # replaces the task's default description for this dataset
+    instruction: str | None = None  # used where a record has no instruction of its own
 
 
 @dataclass

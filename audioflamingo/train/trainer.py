@@ -76,6 +76,12 @@ class StageData:
     def __init__(self, stage: StageSpec, tokenizer, recipe: Recipe, stage_index: int):
         self.tok, self.train = tokenizer, recipe.train
         self.records = [load_manifest(d.manifest) for d in stage.datasets]
+        for d, recs in zip(stage.datasets, self.records):
+            for r in recs:
+                if d.task_description and not r.task_description:
+                    r.task_description = d.task_description
+                if d.instruction and not r.instruction:
+                    r.instruction = d.instruction
         self.shots = [d.icl_shots for d in stage.datasets]
         self.by_id = [{r.id: r for r in recs} for recs in self.records]
         self.icl = []
@@ -256,7 +262,10 @@ class Trainer:
             rec = {"step": global_step, "stage": stage.name, "stage_step": step, "loss": loss,
                    "lr": sched.get_last_lr()[0], "grad_norm": grad_norm, "tokens": n_tokens,
                    "tokens_per_s": n_tokens / dt, "samples_per_s": samples / dt,
-                   "skipped_clips": int(env.sum(float(self.skipped))), "time": time.time()}
+                   "skipped_clips": int(env.sum(float(self.skipped))), "peak_rss_mb": _peak_rss_mb(),
+                   "time": time.time()}
+            if env.device.type == "cuda":
+                rec["peak_cuda_mb"] = torch.cuda.max_memory_allocated(env.device) / 2**20
             self._log(rec)
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:.0f}")
             bar.update(1)
@@ -315,6 +324,12 @@ class Trainer:
             for k in ("loss", "val_loss", "lr", "tokens_per_s"):
                 if rec.get(k) is not None:
                     self._tb.add_scalar(f"train/{k}", rec[k], rec["step"])
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def dry_run(recipe: Recipe) -> str:

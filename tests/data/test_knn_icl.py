@@ -57,7 +57,7 @@ def test_build_icl_caches_embeddings_and_feeds_interleaved_training(tmp_path, ca
     from audioflamingo.data.manifest import load_manifest
     from audioflamingo.data.samples import render_record
     from audioflamingo.presets import build
-    from tests.toy import losses, write_recipe, write_toy
+    from audioflamingo.data.toy import losses, write_recipe, write_toy
 
     m = write_toy(tmp_path / "toy", n=12)
     enc = tmp_path / "enc"

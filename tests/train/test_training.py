@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from audioflamingo.cli import main
-from tests.toy import losses, write_recipe, write_toy
+from audioflamingo.data.toy import losses, write_recipe, write_toy
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
@@ -134,3 +134,27 @@ def test_dry_run_reports_stages(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stage 1 'pretrain' (pretrain): 3 steps" in out and "4 records" in out and "trainable" in out
     assert not (tmp_path / "run").exists()
+
+
+def test_recipe_task_description_override_and_unknown_keys(tmp_path):
+    import yaml
+
+    from audioflamingo.data.samples import render_record
+    from audioflamingo.text.tokenizer import add_special_tokens, byte_level_tokenizer
+    from audioflamingo.train.recipe import load_recipe
+    from audioflamingo.train.trainer import StageData
+
+    m = write_toy(tmp_path / "toy", n=2)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=1)
+    raw = yaml.safe_load(r.read_text())
+    raw["stages"][0]["datasets"][0]["task_description"] = "The task is tone naming."
+    r.write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(r)
+    tok = byte_level_tokenizer()
+    add_special_tokens(tok)
+    data = StageData(recipe.stages[0], tok, recipe, 0)
+    assert render_record(data.records[0][0], tok)[0].text.startswith("<s>The task is tone naming.<audio>")
+    raw["stages"][0]["learning_rate"] = 1
+    r.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="unknown key.*learning_rate"):
+        load_recipe(r)

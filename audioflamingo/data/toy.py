@@ -1,4 +1,4 @@
-"""A toy dataset the training tests write: tones at known pitches with exact captions."""
+"""A toy dataset: tones at known pitches with exact captions (tests, benchmarks, the example recipe)."""
 import json
 from pathlib import Path
 
