@@ -16,7 +16,8 @@ EPILOG = """examples:
   audioflamingo chat clip.wav
   audioflamingo init --preset tiny --out my-model      # an untrained model to try the commands
   audioflamingo data validate train.jsonl
-  audioflamingo train recipes/tiny.yaml --dry-run
+  audioflamingo train recipes/tiny-toy.yaml --dry-run
+  audioflamingo eval clotho-v2 --model DIR --data clotho/   # `eval list` shows all benchmarks
 Without --model the bundled default model is used (when this version ships one)."""
 
 
@@ -82,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
     p.add_argument("--model", metavar="DIR")
 
+    from audioflamingo.cli_eval import add_eval_command
     from audioflamingo.cli_train import add_train_commands
 
     add_train_commands(sub)
+    add_eval_command(sub)
     return ap
 
 
@@ -110,6 +113,11 @@ def run(args) -> int:
         model.save_pretrained(args.out, tok)
         print(f"wrote an untrained {args.preset} model to {args.out}")
         return 0
+
+    if args.command == "eval":
+        from audioflamingo.cli_eval import run_eval_command
+
+        return run_eval_command(args)
 
     if args.command in ("data", "train"):
         from audioflamingo.cli_train import run_train_commands

@@ -17,7 +17,7 @@ import torch
 
 from audioflamingo.audio.io import load_audio, prepare_waveform
 from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, IGNORE, TASK_DESCRIPTIONS, Example, Rendered,
-                                          render_dialogue, render_single, tokenize)
+                                          render_dialogue, render_interleaved, render_single, tokenize)
 
 AudioInput = Union[str, Path, np.ndarray, tuple]  # path, 1-D array at the model's rate, or (array, rate)
 
@@ -80,7 +80,12 @@ class AudioFlamingoPipeline:
 
     # ------------------------------------------------------------------ inputs
     def _wave(self, audio: AudioInput) -> tuple[np.ndarray, str]:
+        from audioflamingo.data.samples import AudioRef
+
         w = self.model.config.window
+        if isinstance(audio, AudioRef):
+            return load_audio(audio.path, w.sample_rate, w.max_duration_seconds, audio.offset, audio.duration), \
+                str(audio.path)
         if isinstance(audio, (str, Path)):
             return load_audio(audio, w.sample_rate, w.max_duration_seconds), str(audio)
         if isinstance(audio, tuple):
@@ -150,9 +155,21 @@ class AudioFlamingoPipeline:
             out += self._generate(prompts, [[a] for a in chunk], settings)
         return out[0] if single else out
 
+    def answer(self, queries: Sequence["Query"], settings: GenerationSettings | None = None,
+               progress: bool = False) -> list[str]:
+        """General generation: each query has its own task description, instruction, options and
+        in-context shots (then the interleaved template is used, each shot with its own audio)."""
+        out: list[str] = []
+        for chunk in self._chunks(list(queries), progress, "generate"):
+            prompts = [q.render(self.tokenizer) for q in chunk]
+            out += self._generate(prompts, [q.audios() for q in chunk], settings)
+        return out
+
     @torch.no_grad()
     def classify(self, audio: AudioInput, labels: Sequence[str], instruction: str = DEFAULT_INSTRUCTIONS["classify"],
-                 generate: bool = False, settings: GenerationSettings | None = None) -> list[dict]:
+                 generate: bool = False, settings: GenerationSettings | None = None,
+                 task_description: str = TASK_DESCRIPTIONS["classify"],
+                 shots: Sequence[tuple[AudioInput, Example]] = ()) -> list[dict]:
         """Rank `labels` by the model's log-likelihood of `{label}<EOC>` after the Options prompt.
 
         Returns [{label, logprob, prob}] best first (prob: softmax over the closed set). With
@@ -161,17 +178,18 @@ class AudioFlamingoPipeline:
         labels = [l for l in labels if l.strip()]
         if not labels:
             raise ValueError("classify needs at least one label")
-        task = TASK_DESCRIPTIONS["classify"]
+        task = task_description
         if generate:
-            text = self._generate([render_single(task, Example(instruction, options=labels), self.tokenizer)],
-                                  [[audio]], settings)[0]
+            q = Query(audio, instruction, task, options=list(labels), shots=list(shots))
+            text = self._generate([q.render(self.tokenizer)], [q.audios()], settings)[0]
             return [{"label": text, "logprob": None, "prob": None}]
-        prompts = [render_single(task, Example(instruction, output=l, options=labels), self.tokenizer)
+        prompts = [Query(audio, instruction, task, options=list(labels), shots=list(shots)).render(self.tokenizer, l)
                    for l in labels]
         for p in prompts:  # score `{label}<EOC>`; the EOS after it would add the same cost to every label
             if self.tokenizer.eos_token is not None and p.segments[-1][0] == self.tokenizer.eos_token:
                 p.segments.pop()
-        input_ids, attn, state = self._batch(prompts, [[audio]] * len(labels))
+        audios = [a for a, _ in shots] + [audio]
+        input_ids, attn, state = self._batch(prompts, [audios] * len(labels))
         rows = [tokenize(p, self.tokenizer) for p in prompts]
         pad = input_ids.shape[1]
         labels_t = torch.full_like(input_ids, IGNORE)
@@ -189,6 +207,26 @@ class AudioFlamingoPipeline:
     def chat(self, audio: AudioInput) -> ChatSession:
         self._wave(audio)  # fail now on a bad file, not at the first message
         return ChatSession(self, audio)
+
+
+@dataclass
+class Query:
+    """One generation request: audio, instruction, task description, options, in-context shots."""
+
+    audio: AudioInput
+    instruction: str
+    task_description: str = TASK_DESCRIPTIONS["aqa"]
+    options: list[str] | None = None
+    shots: list[tuple[AudioInput, Example]] = field(default_factory=list)
+
+    def render(self, tokenizer, output: str | None = None) -> Rendered:
+        ex = Example(self.instruction, output, self.options)
+        if self.shots:
+            return render_interleaved(self.task_description, [e for _, e in self.shots], ex, tokenizer)
+        return render_single(self.task_description, ex, tokenizer)
+
+    def audios(self) -> list:
+        return [a for a, _ in self.shots] + [self.audio]
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,4 +252,4 @@ def default_model_dir() -> Path:
     return d
 
 
-__all__ = ["AudioFlamingoPipeline", "ChatSession", "GenerationSettings", "left_pad", "asdict"]
+__all__ = ["AudioFlamingoPipeline", "ChatSession", "GenerationSettings", "Query", "left_pad", "asdict"]

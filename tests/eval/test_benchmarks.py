@@ -1,0 +1,42 @@
+import pytest
+
+from audioflamingo.eval.benchmarks import BENCHMARKS, LayoutError, get
+from tests.eval.layouts import write
+
+EXPECTED = {  # benchmark -> (items, references of the first item, options of the first item or None)
+    "clotho-v2": (3, 5, None),
+    "audiocaps": (3, ["a bell rings", "bells ring"], None),
+    "clotho-aqa": (1, ["yes"], None),
+    "cochlscene": (2, ["bus"], ["bus", "park"]),
+    "nonspeech7k": (2, ["breath"], ["breath", "cough"]),
+    "nsynth-instrument": (2, ["guitar"], ["guitar", "keyboard"]),
+    "nsynth-quality": (2, ["bright", "percussive"], None),
+    "nsynth-source": (2, ["acoustic"], ["acoustic", "electronic"]),
+    "urbansound8k": (2, ["gun shot"], ["car horn", "gun shot"]),
+    "gtzan": (2, ["blues"], ["blues", "jazz"]),
+    "crema-d": (2, ["anger"], ["anger", "sad"]),
+    "ravdess": (2, ["angry"], ["angry", "neutral"]),
+    "medley-solos-db": (2, ["flute"], ["flute", "violin"]),
+    "fsd50k": (2, ["electric guitar", "guitar", "music"], None),
+}
+
+
+def test_every_paper_benchmark_is_registered():
+    assert set(BENCHMARKS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_loader_reads_the_public_layout(name, tmp_path):
+    items = get(name).loader(write(name, tmp_path))
+    n, refs, options = EXPECTED[name]
+    assert len(items) == n
+    assert (len(items[0].references) == refs) if isinstance(refs, int) else items[0].references == refs
+    assert items[0].options == options
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_wrong_layout_names_the_expected_file(name, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LayoutError) as e:
+        get(name).loader(tmp_path / "empty")
+    assert str(tmp_path / "empty") in str(e.value) and "expected" in str(e.value)
