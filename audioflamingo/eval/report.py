@@ -70,6 +70,7 @@ def make_report(run_dirs, out_dir) -> Path:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for b, pts in sorted(multi.items()):
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{b} ({pts[0][2]})")
+        ax.set_xticks(sorted({p[0] for pts in multi.values() for p in pts}))
         ax.set_xlabel("in-context shots (retrieved)")
         ax.set_ylabel("metric")
         ax.set_title("Metric vs number of shots")
