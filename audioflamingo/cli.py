@@ -30,6 +30,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
 
 
+def _add_rag_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("retrieval-augmented in-context learning")
+    g.add_argument("--rag", metavar="DIR", help="datastore (audioflamingo index build) or manifest to retrieve from")
+    g.add_argument("--shots", type=int, default=4, help="retrieved examples per clip (default 4; with --rag)")
+
+
 def _add_gen_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (greedy unless --sample or --beams)")
     g.add_argument("--max-new-tokens", type=int, default=64)
@@ -54,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...)")
     _add_model_args(p)
     _add_gen_args(p)
+    _add_rag_args(p)
 
     p = sub.add_parser("ask", help="answer a question about audio files")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("question", help="the question (last argument)")
     _add_model_args(p)
     _add_gen_args(p)
+    _add_rag_args(p)
 
     p = sub.add_parser("classify", help="pick the best label from a closed set (log-likelihood ranking)")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -67,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generate", action="store_true", help="let the model write its answer instead of ranking")
     _add_model_args(p)
     _add_gen_args(p)
+    _add_rag_args(p)
 
     p = sub.add_parser("chat", help="multi-turn dialogue about one clip (/reset, /quit)")
     p.add_argument("file", metavar="FILE")
@@ -84,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR")
 
     from audioflamingo.cli_eval import add_eval_command
+    from audioflamingo.cli_index import add_index_commands
     from audioflamingo.cli_train import add_train_commands
 
     add_train_commands(sub)
     add_eval_command(sub)
+    add_index_commands(sub)
     return ap
 
 
@@ -113,6 +124,11 @@ def run(args) -> int:
         model.save_pretrained(args.out, tok)
         print(f"wrote an untrained {args.preset} model to {args.out}")
         return 0
+
+    if args.command in ("index", "embed"):
+        from audioflamingo.cli_index import run_index_commands
+
+        return run_index_commands(args)
 
     if args.command == "eval":
         from audioflamingo.cli_eval import run_eval_command
@@ -142,18 +158,38 @@ def run(args) -> int:
     settings = _settings(args)
     progress = sys.stderr.isatty() and len(files) > 1
 
-    if args.command == "caption":
-        for f, c in zip(files, pipe.caption(files, settings, progress=progress)):
-            _emit(args, {"file": f, "caption": c}, f"{f}\t{c}" if len(files) > 1 else c)
-    elif args.command == "ask":
-        for f, a in zip(files, pipe.ask(files, args.question, settings, progress=progress)):
-            _emit(args, {"file": f, "question": args.question, "answer": a}, f"{f}\t{a}" if len(files) > 1 else a)
+    retriever = pipe.retriever(args.rag) if getattr(args, "rag", None) else None
+
+    def shots_for(f):
+        if retriever is None:
+            return [], []
+        shots, hits = retriever.shots(pipe._wave(f)[0], args.shots, exclude=f)
+        return shots, [{"id": h.record.id, "distance": round(h.distance, 6), "output": h.record.output}
+                       for h in hits]
+
+    if args.command in ("caption", "ask"):
+        from audioflamingo.tasks import Query
+        from audioflamingo.text.templates import DEFAULT_INSTRUCTIONS, TASK_DESCRIPTIONS
+
+        task = "caption" if args.command == "caption" else "aqa"
+        instruction = DEFAULT_INSTRUCTIONS["caption"] if task == "caption" else args.question
+        retrieved = [shots_for(f) for f in files]
+        queries = [Query(f, instruction, TASK_DESCRIPTIONS[task], shots=sh) for f, (sh, _) in zip(files, retrieved)]
+        answers = pipe.answer(queries, settings, progress=progress)
+        key = "caption" if task == "caption" else "answer"
+        for f, a, (_, used) in zip(files, answers, retrieved):
+            rec = {"file": f, key: a} | ({"question": args.question} if task == "aqa" else {})
+            if retriever is not None:
+                rec["examples"] = used
+            _emit(args, rec, f"{f}\t{a}" if len(files) > 1 else a)
     elif args.command == "classify":
         labels = [l.strip() for l in args.labels.split(",") if l.strip()]
         for f in files:
-            ranked = pipe.classify(f, labels, generate=args.generate, settings=settings)
+            sh, used = shots_for(f)
+            ranked = pipe.classify(f, labels, generate=args.generate, settings=settings, shots=sh)
             best = ranked[0]["label"]
-            _emit(args, {"file": f, "label": best, "scores": ranked}, f"{f}\t{best}" if len(files) > 1 else best)
+            rec = {"file": f, "label": best, "scores": ranked} | ({"examples": used} if retriever else {})
+            _emit(args, rec, f"{f}\t{best}" if len(files) > 1 else best)
     elif args.command == "chat":
         session = pipe.chat(args.file)
         interactive = sys.stdin.isatty()

@@ -93,6 +93,15 @@ class AudioFlamingoPipeline:
             return prepare_waveform(np.asarray(arr), int(rate), w.sample_rate, max_seconds=w.max_duration_seconds), "<array>"
         return prepare_waveform(np.asarray(audio), w.sample_rate, w.sample_rate, max_seconds=w.max_duration_seconds), "<array>"
 
+    def retriever(self, rag: str | Path):
+        """A Retriever over a datastore directory (or a manifest, indexed now) for in-context shots."""
+        from audioflamingo.retrieval.embed import ClipEmbedder
+        from audioflamingo.retrieval.pool import Retriever
+
+        if not hasattr(self, "_embedder"):
+            self._embedder = ClipEmbedder(self.model.encoder, self.model.config.window)
+        return Retriever.open(rag, self._embedder)
+
     def load_all(self, audios: Sequence[AudioInput]) -> list[np.ndarray]:
         """Read and check every input before any model work, so one bad file fails fast."""
         return [self._wave(a)[0] for a in audios]

@@ -32,8 +32,8 @@ def _shots(pool, pipe, it: Item, k: int):
     if not k or pool is None:
         return [], []
     wave, _ = pipe._wave(it.audio)
-    recs = pool.nearest(wave, k, exclude=it.audio)
-    return [pool.as_shot(r) for r in reversed(recs)], [r.id for r in recs]  # nearest shot last
+    shots, hits = pool.shots(wave, k, exclude=it.audio)
+    return shots, [h.record.id for h in hits]
 
 
 def predict(pipe: AudioFlamingoPipeline, bench: Benchmark, items: list[Item], settings: GenerationSettings,
@@ -100,10 +100,7 @@ def run_eval(bench_name: str, model_dir, data_dir, out_dir=None, shots: int = 0,
     pipe = AudioFlamingoPipeline.load(model_dir, device=device, batch_size=batch_size)
     pool = None
     if shots:
-        from audioflamingo.retrieval.embed import ClipEmbedder
-        from audioflamingo.retrieval.pool import ExamplePool
-
-        pool = ExamplePool(rag, ClipEmbedder(pipe.model.encoder, pipe.model.config.window, f"model:{model_dir}"))
+        pool = pipe.retriever(rag)
     t0 = time.perf_counter()
     bar = tqdm(total=len(present), initial=len(present) - len(todo), desc=bench.name, unit="clip",
                disable=not progress)

@@ -20,8 +20,9 @@ from audioflamingo.config import WindowConfig
 
 
 class ClipEmbedder:
-    def __init__(self, encoder: AudioEncoder, window: WindowConfig, name: str):
-        self.encoder, self.window, self.name = encoder.eval(), window, name
+    def __init__(self, encoder: AudioEncoder, window: WindowConfig, name: str | None = None):
+        self.encoder, self.window = encoder.eval(), window
+        self.name = name or f"encoder:{weights_fingerprint(encoder)}"
 
     @classmethod
     def from_directory(cls, path: str | Path) -> "ClipEmbedder":
@@ -41,7 +42,7 @@ class ClipEmbedder:
             with safe_open(str(d / "model.safetensors"), "pt") as f:
                 sd = {k[len("encoder."):]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
             enc.load_state_dict(sd, strict=True)
-            return cls(enc, cfg.window, f"af:{_fingerprint(d / 'model.safetensors')}")
+            return cls(enc, cfg.window)
         ecfg = HFClapEncoder.config_from_directory(d, "pooled")
         fe = ecfg.feature_extractor or {}
         win = WindowConfig(sample_rate=int(fe.get("sampling_rate", 48000)),
@@ -49,7 +50,11 @@ class ClipEmbedder:
                            hop_seconds=float(fe.get("max_length_s", 10)), max_windows=1)
         enc = build_encoder(ecfg, win)
         enc.load_directory_weights(d)
-        return cls(enc, win, f"clap:{_fingerprint(next(iter(sorted(d.glob('*.safetensors')))))}")
+        return cls(enc, win)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embed(np.zeros(self.window.window_samples, np.float32)).shape[0])
 
     @torch.no_grad()
     def embed(self, wave: np.ndarray) -> np.ndarray:
@@ -59,9 +64,13 @@ class ClipEmbedder:
         return torch.nn.functional.normalize(v, dim=0).numpy()
 
 
-def _fingerprint(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of the weights themselves: the same encoder gives the same name wherever it is saved."""
+    h = hashlib.sha1()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def clip_key(path: Path, offset: float, duration: float | None) -> str:
