@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
     p.add_argument("--model", metavar="DIR")
 
+    from audioflamingo.cli_clap import add_clap_commands
     from audioflamingo.cli_eval import add_eval_command
     from audioflamingo.cli_index import add_index_commands
     from audioflamingo.cli_train import add_train_commands
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(sub)
     add_eval_command(sub)
     add_index_commands(sub)
+    add_clap_commands(sub)
     return ap
 
 
@@ -124,6 +126,11 @@ def run(args) -> int:
         model.save_pretrained(args.out, tok)
         print(f"wrote an untrained {args.preset} model to {args.out}")
         return 0
+
+    if args.command == "clap":
+        from audioflamingo.cli_clap import run_clap_command
+
+        return run_clap_command(args)
 
     if args.command in ("index", "embed"):
         from audioflamingo.cli_index import run_index_commands

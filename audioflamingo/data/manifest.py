@@ -28,6 +28,8 @@ class Record:
     duration: float | None = None
     source: str = ""
     task_description: str | None = None
+    positives: list[str] | None = None  # CLAP: paraphrases of `output`
+    negatives: list[str] | None = None  # CLAP: compositional negatives (order / binding altered)
     line: int = 0
 
     @property
@@ -60,7 +62,8 @@ def _record(obj: dict[str, Any], base: Path, line: int) -> Record:
         id=str(obj.get("id", line)), audio=audio if audio.is_absolute() else base / audio, task=obj["task"],
         instruction=obj.get("instruction", ""), output=obj.get("output", ""), options=obj.get("options"),
         turns=obj.get("turns"), offset=float(obj.get("offset", 0.0)), duration=obj.get("duration"),
-        source=obj.get("source", ""), task_description=obj.get("task_description"), line=line,
+        source=obj.get("source", ""), task_description=obj.get("task_description"),
+        positives=obj.get("positives"), negatives=obj.get("negatives"), line=line,
     )
 
 

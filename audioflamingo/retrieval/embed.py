@@ -34,6 +34,11 @@ class ClipEmbedder:
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{cfg_file}: missing (expected an audioflamingo model or a CLAP directory)")
         raw = json.loads(cfg_file.read_text())
+        if raw.get("kind") == "afclap":
+            from audioflamingo.clap.model import AFClap
+
+            clap = AFClap.from_pretrained(d)
+            return cls(_ClapWindows(clap), clap.cfg.window)
         if "encoder" in raw and "window" in raw:  # an audioflamingo model directory
             from safetensors import safe_open
 
@@ -110,3 +115,14 @@ class EmbeddingCache:
         (self.dir / "keys.tmp.json").write_text(json.dumps(self.keys))
         (self.dir / "vectors.tmp.npy").replace(self.dir / "vectors.npy")
         (self.dir / "keys.tmp.json").replace(self.dir / "keys.json")
+
+
+class _ClapWindows(torch.nn.Module):
+    """AF-CLAP's projected window embeddings, shaped like encoder output: (W, 1, proj)."""
+
+    def __init__(self, clap):
+        super().__init__()
+        self.clap = clap
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.clap.window_features(frames)[:, None, :]
