@@ -23,9 +23,11 @@ def add_index_commands(sub) -> None:
     p.add_argument("-k", type=int, default=8, help="(query) neighbours to return")
     p.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
 
-    e = sub.add_parser("embed", help="embedding vectors of audio files (deterministic, cached)")
-    e.add_argument("files", nargs="+", metavar="FILE")
-    e.add_argument("--model", metavar="DIR")
+    e = sub.add_parser("embed", help="embedding vectors of audio files and texts (deterministic, cached)")
+    e.add_argument("files", nargs="*", metavar="FILE")
+    e.add_argument("--text", action="append", default=[], help="a text to embed (repeatable; AF-CLAP models)")
+    e.add_argument("--model", metavar="DIR", help="audioflamingo, AF-CLAP or HF CLAP directory")
+    e.add_argument("--cache", metavar="DIR", help="on-disk cache of clip embeddings (default: none)")
     e.add_argument("--out", metavar="FILE.npy", help="write an (N, dim) .npy instead of JSON lines")
 
 
@@ -45,15 +47,43 @@ def run_index_commands(args) -> int:
 
         from audioflamingo.audio.io import load_audio
 
+        from audioflamingo.retrieval.embed import EmbeddingCache, clip_key
+
+        if not args.files and not args.text:
+            raise ValueError("embed needs audio files and/or --text")
         emb = _embedder(args.model)
         waves = [load_audio(f, emb.window.sample_rate) for f in args.files]  # all checked before output
-        vecs = np.stack([emb.embed(w) for w in waves])
+        cache = EmbeddingCache(args.cache, emb.name) if args.cache else None
+        vecs, names = [], []
+        for f, w in zip(args.files, waves):
+            key = clip_key(Path(f), 0.0, None)
+            v = cache.get(key) if cache else None
+            if v is None:
+                v = emb.embed(w)
+                if cache:
+                    cache.add({key: v})
+            vecs.append(v)
+            names.append({"file": f})
+        if cache:
+            cache.save()
+        if args.text:
+            from audioflamingo.clap.model import AFClap
+
+            clap = getattr(emb.encoder, "clap", None)
+            if not isinstance(clap, AFClap):
+                raise ValueError("--text needs an AF-CLAP model (--model DIR from `clap train` or `clap import`)")
+            import torch
+
+            with torch.no_grad():
+                vecs += list(clap.embed_texts(args.text).numpy())
+            names += [{"text": t} for t in args.text]
+        vecs = np.stack(vecs)
         if args.out:
             np.save(args.out, vecs)
             print(f"{args.out}: {vecs.shape[0]} x {vecs.shape[1]} ({emb.name})", file=sys.stderr)
         else:
-            for f, v in zip(args.files, vecs):
-                print(json.dumps({"file": f, "encoder": emb.name, "embedding": [round(float(x), 6) for x in v]}))
+            for n, v in zip(names, vecs):
+                print(json.dumps({**n, "encoder": emb.name, "embedding": [round(float(x), 6) for x in v]}))
         return 0
     emb = _embedder(args.model)
     if args.action == "build":

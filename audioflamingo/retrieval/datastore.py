@@ -20,9 +20,7 @@ import numpy as np
 
 from audioflamingo.data.manifest import Record, load_manifest
 from audioflamingo.errors import AudioFlamingoError
-
-KINDS = ("exact", "hnsw", "ivf")
-
+from audioflamingo.retrieval.knn import KINDS  # noqa: F401  (re-exported for callers)
 
 class DatastoreError(AudioFlamingoError):
     pass
@@ -35,25 +33,13 @@ class Hit:
     row: int
 
 
-def _new_index(kind: str, dim: int, n_train: np.ndarray | None = None):
-    import faiss
+def _new_index(kind: str, dim: int, train: np.ndarray | None = None):
+    from audioflamingo.retrieval.knn import new_index
 
-    if kind == "exact":
-        return faiss.IndexFlatL2(dim)
-    if kind == "hnsw":
-        idx = faiss.IndexHNSWFlat(dim, 32)
-        idx.hnsw.efConstruction, idx.hnsw.efSearch = 80, 128
-        return idx
-    if kind == "ivf":
-        if n_train is None or len(n_train) < 256:
-            raise DatastoreError("an ivf datastore needs at least 256 vectors to train on; use exact or hnsw")
-        # sqrt(n) lists, a quarter of them probed by default (`search_params` in datastore.json tunes it).
-        nlist = int(max(8, min(4096, np.sqrt(len(n_train)))))
-        idx = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
-        idx.train(np.ascontiguousarray(n_train, dtype=np.float32))
-        idx.nprobe = max(16, nlist // 4)
-        return idx
-    raise DatastoreError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
+    try:
+        return new_index(kind, dim, train)
+    except ValueError as err:
+        raise DatastoreError(str(err)) from None
 
 
 class Datastore:

@@ -16,15 +16,34 @@ class Neighbours:
     distances: np.ndarray  # (N, k) float32 squared L2
 
 
-def build_index(vectors: np.ndarray, exact_limit: int = 200_000, hnsw_m: int = 32, ef_search: int = 128):
+KINDS = ("exact", "hnsw", "ivf")
+
+
+def new_index(kind: str, dim: int, train: np.ndarray | None = None):
+    """An empty faiss index of a kind: the one place the project makes them (ICL data, datastores)."""
     import faiss
 
+    if kind == "exact":
+        return faiss.IndexFlatL2(dim)
+    if kind == "hnsw":
+        idx = faiss.IndexHNSWFlat(dim, 32)
+        idx.hnsw.efConstruction, idx.hnsw.efSearch = 80, 128
+        return idx
+    if kind == "ivf":
+        if train is None or len(train) < 256:
+            raise ValueError("an ivf index needs at least 256 vectors to train on; use exact or hnsw")
+        # sqrt(n) lists, a quarter of them probed by default (datastores persist a tuned value).
+        nlist = int(max(8, min(4096, np.sqrt(len(train)))))
+        idx = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        idx.train(np.ascontiguousarray(train, dtype=np.float32))
+        idx.nprobe = max(16, nlist // 4)
+        return idx
+    raise ValueError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def build_index(vectors: np.ndarray, exact_limit: int = 200_000):
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    if len(x) <= exact_limit:
-        index = faiss.IndexFlatL2(x.shape[1])
-    else:
-        index = faiss.IndexHNSWFlat(x.shape[1], hnsw_m)
-        index.hnsw.efSearch = ef_search
+    index = new_index("exact" if len(x) <= exact_limit else "hnsw", x.shape[1])
     index.add(x)
     return index
 

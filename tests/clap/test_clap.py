@@ -170,3 +170,17 @@ def test_zero_shot_and_search(trained, capsys):
     assert lines[3]["id"] in found
     assert main(["clap", "search", "--model", model, "--audio", clips[5], "--texts", labels, "-k", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == lines[5]["output"]
+
+
+def test_embed_audio_and_text_in_one_space(trained, capsys, tmp_path):
+    root, _, lines = trained
+    model = str(root / "run" / "final")
+    clip = str(root / "toy" / lines[2]["audio"])
+    capsys.readouterr()
+    assert main(["embed", clip, "--text", lines[2]["output"], "--text", "zzz", "--model", model,
+                 "--cache", str(tmp_path / "c")]) == 0
+    out = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    a, t, z = (np.array(o["embedding"]) for o in out)
+    assert a @ t > a @ z and abs(np.linalg.norm(t) - 1) < 1e-5
+    assert main(["embed", clip, "--model", model, "--cache", str(tmp_path / "c")]) == 0  # from the cache
+    assert np.allclose(json.loads(capsys.readouterr().out)["embedding"], a, atol=1e-6)

@@ -5,18 +5,20 @@ import pytest
 
 from audioflamingo.eval import metrics as M
 
-WORDS = "a dog cat bird barks meows sings loudly softly in the rain park while car passes by engine".split()
-
-
-def _captions(n, seed):
-    rng = random.Random(seed)
-    return {str(i): " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9))) for i in range(n)}
+WORDS_A = "a dog cat bird barks meows sings loudly softly in the park while".split()
+WORDS_B = "rain falls on roof car passes by engine hums in the street while".split()
 
 
 @pytest.fixture(scope="module")
 def split():
-    preds = _captions(120, 0)
-    refs = {i: [" ".join(random.Random(hash((i, k)) % 1000).sample(WORDS, 6)) for k in range(5)] for i in preds}
+    """120 items x 5 references; the two halves talk about different things, as batches of a real
+    split often do, so document frequencies differ between them."""
+    rng = random.Random(0)
+    preds, refs = {}, {}
+    for i in range(120):
+        words = WORDS_A if i < 60 else WORDS_B
+        preds[str(i)] = " ".join(rng.choice(words) for _ in range(rng.randint(4, 9)))
+        refs[str(i)] = [" ".join(rng.sample(words, 6)) for _ in range(5)]
     return preds, refs
 
 
