@@ -24,6 +24,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
+
 from audioflamingo.audio.io import load_audio
 from audioflamingo.clap.losses import af2_loss, info_nce
 from audioflamingo.clap.model import AFClap, ClapConfig
@@ -117,15 +118,18 @@ class ClapStep(nn.Module):
             a, pos, pmask = (_gather(x) for x in (a, pos, pmask))
             if neg is not None:
                 neg, nmask = _gather(neg), _gather(nmask)
+        # Every process computes the same global loss over the gathered batch.
         if self.loss == "infonce":
-            return info_nce(a, pos[:, 0], m.scale) * self.world
-        return af2_loss(a, pos, neg, m.scale, pmask, nmask) * self.world
+            return info_nce(a, pos[:, 0], m.scale)
+        return af2_loss(a, pos, neg, m.scale, pmask, nmask)
 
 
 def _gather(x: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    """Every process's rows, this process's own rows keeping their graph (open_clip's scheme)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x
+    return torch.cat(parts, dim=0)
 
 
 def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Path:
@@ -151,8 +155,10 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
     wrapped = ClapStep(model, r["loss"], env.world)
-    if env.world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(wrapped, find_unused_parameters=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if env.world > 1:  # same start everywhere, whatever each process's RNG did
+        for t in model.state_dict().values():
+            dist.broadcast(t, 0)
     micro = tr["micro_batch_size"]
     bar = tqdm(total=tr["steps"], initial=step, desc="clap", unit="step", disable=not (progress and env.main))
     model.train()
@@ -173,12 +179,22 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
             raise AudioFlamingoError("unreadable clips in multi-process CLAP training: run `data validate` first")
         loss = wrapped(waves, pos, neg)
         loss.backward()
-        value = float(loss.detach()) / env.world
+        if env.world > 1:
+            # Each process's backward reaches the towers only through its own rows: summing over processes
+            # gives the one-process gradient. The temperature sees the whole gathered batch in every
+            # process, so its gradient is already complete there and is averaged instead.
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+            if model.logit_scale.grad is not None:
+                model.logit_scale.grad /= env.world
+        value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(f"CLAP loss became {value} at step {step + 1}; last good checkpoint: "
                                    f"{checkpoint.latest(out)}")
         if tr["clip_grad"]:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tr["clip_grad"])
+            torch.nn.utils.clip_grad_norm_(params, tr["clip_grad"])
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()

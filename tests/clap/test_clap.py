@@ -184,3 +184,30 @@ def test_embed_audio_and_text_in_one_space(trained, capsys, tmp_path):
     assert a @ t > a @ z and abs(np.linalg.norm(t) - 1) < 1e-5
     assert main(["embed", clip, "--model", model, "--cache", str(tmp_path / "c")]) == 0  # from the cache
     assert np.allclose(json.loads(capsys.readouterr().out)["embedding"], a, atol=1e-6)
+
+
+def test_clap_two_processes_match_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from audioflamingo.data.toy import write_toy
+
+    m = write_toy(tmp_path / "toy", n=8)
+    for name, micro in (("one", 8), ("two", 4)):
+        r = {"clap": {"text": {"random": TINY_TEXT}, "proj_dim": 32, "proj_hidden": 64,
+                      "encoder": {"kind": "mel_conv", "dim": 32, "tokens_per_window": 2, "n_mels": 32, "hidden": 32}},
+             "output_dir": str(tmp_path / name), "loss": "af2",
+             "train": {"micro_batch_size": micro, "steps": 4, "lr": 1e-3, "warmup_steps": 0, "save_every": 0},
+             "datasets": [{"manifest": str(m)}]}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(r))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "audioflamingo", "clap", "train", *a], env=env,  # noqa
+                                    capture_output=True, text=True)
+    assert run(str(tmp_path / "one.yaml")).returncode == 0
+    r2 = run(str(tmp_path / "two.yaml"), "--nproc", "2")
+    assert r2.returncode == 0, r2.stderr[-1500:]
+    la, lb = ([json.loads(l)["loss"] for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+              for n in ("one", "two"))
+    assert len(la) == len(lb) == 4
+    assert all(abs(x - y) <= 1e-4 * abs(x) for x, y in zip(la, lb)), (la, lb)
