@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clap", metavar="DIR", help="local Hugging Face CLAP directory (af1/af2)")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP API with dynamic batching (and a web page at /)")
+    p.add_argument("--model", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (or env AUDIOFLAMINGO_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--batch-window-ms", type=float, default=20.0)
+    p.add_argument("--queue-size", type=int, default=64, help="waiting requests beyond this get 503")
+    p.add_argument("--timeout", type=float, default=120.0, help="per-request generation timeout (s)")
+    p.add_argument("--max-audio-seconds", type=float, default=300.0)
+    p.add_argument("--max-body-mb", type=float, default=25.0)
+    p.add_argument("--device", default="cpu")
+
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
     p.add_argument("--model", metavar="DIR")
 
@@ -125,6 +138,21 @@ def run(args) -> int:
         model, tok = build(args.preset, lm_dir=args.lm, clap_dir=args.clap, seed=args.seed)
         model.save_pretrained(args.out, tok)
         print(f"wrote an untrained {args.preset} model to {args.out}")
+        return 0
+
+    if args.command == "serve":
+        import os
+
+        from audioflamingo.serve.app import ServeConfig, create_app, make_server
+
+        pipe = AudioFlamingoPipeline.load(args.model, device=args.device)
+        cfg = ServeConfig(model_name=os.path.basename(str(args.model or "audioflamingo-default")).rstrip("/"),
+                          api_key=args.api_key or os.environ.get("AUDIOFLAMINGO_API_KEY"), max_batch=args.max_batch,
+                          window_ms=args.batch_window_ms, queue_size=args.queue_size, timeout_s=args.timeout,
+                          max_body_bytes=int(args.max_body_mb * 2**20), max_audio_seconds=args.max_audio_seconds)
+        if args.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
+            print(f"audioflamingo: warning: serving on {args.host} without --api-key", file=sys.stderr)
+        make_server(create_app(pipe, cfg), args.host, args.port, args.timeout).run()
         return 0
 
     if args.command == "clap":
