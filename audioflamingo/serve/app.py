@@ -144,6 +144,32 @@ def settings_from(body: dict, cfg: ServeConfig):
                               top_k=top_k, top_p=top_p, seed=seed)
 
 
+class Guard:
+    """Pure ASGI middleware (so the endpoint still sees client disconnects): 503 while draining,
+    bearer-token check on /v1/*, and a body-size check from Content-Length."""
+
+    def __init__(self, app, cfg: ServeConfig, state: dict):
+        self.app, self.cfg, self.state = app, cfg, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        response = None
+        if self.state["draining"]:
+            response = _error(503, "server is shutting down", {"Retry-After": "5"})
+        elif scope["path"].startswith("/v1/") and self.cfg.api_key and \
+                headers.get("authorization", "") != f"Bearer {self.cfg.api_key}":
+            response = _error(401, "missing or wrong bearer token")
+        else:
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.cfg.max_body_bytes:
+                response = _error(413, f"request body is {int(length)} bytes, over the limit of {self.cfg.max_body_bytes}")
+        if response is not None:
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def make_server(app, host: str, port: int, grace_s: float, log_level: str = "info"):
     """A uvicorn server that starts answering 503 the moment it is told to stop (SIGTERM / SIGINT),
     while requests already in flight run to completion."""
@@ -179,22 +205,12 @@ def create_app(pipe, cfg: ServeConfig | None = None):
     app = FastAPI(title="audioflamingo", lifespan=lifespan)
     app.state.config, app.state.draining = cfg, state
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if state["draining"]:
-            return _error(503, "server is shutting down", {"Retry-After": "5"})
-        if request.url.path.startswith("/v1/") and cfg.api_key:
-            if request.headers.get("authorization", "") != f"Bearer {cfg.api_key}":
-                return _error(401, "missing or wrong bearer token")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > cfg.max_body_bytes:
-            return _error(413, f"request body is {int(length)} bytes, over the limit of {cfg.max_body_bytes}")
-        return await call_next(request)
+    app.add_middleware(Guard, cfg=cfg, state=state)
 
     @app.get("/health")
     async def health():
         b = app.state.batcher
-        return {"status": "ok", "queued": b.queue.qsize(), "in_flight": b.in_flight, "batches_run": len(b.batches),
+        return {"status": "ok", "queued": b.queue.qsize(), "in_flight": b.in_flight, "batches_run": len(b.batches), "dropped": b.dropped,
                 "largest_batch": max(b.batches, default=0)}
 
     @app.get("/v1/models")
@@ -233,12 +249,18 @@ def create_app(pipe, cfg: ServeConfig | None = None):
             return _error(503, "server busy: request queue is full", {"Retry-After": "1"})
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not stream:
+            deadline = time.monotonic() + cfg.timeout_s
             try:
-                text = await asyncio.wait_for(asyncio.shield(job.future), cfg.timeout_s)
-            except asyncio.TimeoutError:
-                job.cancelled = True
-                return _error(504, f"generation took longer than {cfg.timeout_s:g} s")
-            except asyncio.CancelledError:  # the client went away: free its slot
+                while not job.future.done():
+                    if await request.is_disconnected():  # the client went away: free its slot
+                        job.cancelled = True
+                        return _error(499, "client closed the request")
+                    if time.monotonic() > deadline:
+                        job.cancelled = True
+                        return _error(504, f"generation took longer than {cfg.timeout_s:g} s")
+                    await asyncio.wait([job.future], timeout=0.1)
+                text = job.future.result()
+            except asyncio.CancelledError:
                 job.cancelled = True
                 raise
             return {"id": cid, "object": "chat.completion", "created": created, "model": cfg.model_name,

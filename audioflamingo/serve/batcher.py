@@ -70,6 +70,7 @@ class Batcher:
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
         self.batches: list[int] = []  # sizes of the batches run (observability and tests)
         self.in_flight = 0
+        self.dropped = 0  # requests whose client left (or timed out) before their batch ran
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -106,6 +107,7 @@ class Batcher:
                 await asyncio.sleep(0.002)
             live = [j for j in jobs if not j.cancelled and not j.future.done()]
             self.in_flight -= len(jobs) - len(live)
+            self.dropped += len(jobs) - len(live)
             if not live:
                 continue
             self.batches.append(len(live))

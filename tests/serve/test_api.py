@@ -192,3 +192,26 @@ def test_graceful_shutdown_finishes_in_flight_and_refuses_new(pipe):
     t.join(60)
     srv.thread.join(60)
     assert got["status"] == 200 and [l for l in got["lines"] if l][-1] == "data: [DONE]"  # in-flight stream completed
+
+
+def test_client_that_disconnects_frees_its_slot(pipe):
+    from audioflamingo.serve.app import ServeConfig, create_app
+
+    app = create_app(pipe, ServeConfig(max_batch=1, window_ms=0))
+    srv = Server(app)
+    batcher = app.state.batcher
+    real = batcher._generate
+    batcher._generate = lambda jobs, loop: (time.sleep(1.5), real(jobs, loop))[1]  # a slow model
+    try:
+        slow = {"model": "x", "messages": _msg(), "max_tokens": 5}
+        t = threading.Thread(target=lambda: httpx.post(srv.url + "/v1/chat/completions", json=slow, timeout=120))
+        t.start()
+        time.sleep(0.3)  # the slow request is now generating; the next one waits in the queue
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(srv.url + "/v1/chat/completions", json={**slow, "max_tokens": 5}, timeout=0.3)
+        t.join(120)
+        time.sleep(0.5)
+        health = httpx.get(srv.url + "/health").json()
+        assert health["dropped"] >= 1 and health["in_flight"] == 0, health
+    finally:
+        srv.stop()
