@@ -1,7 +1,6 @@
 """`audioflamingo data ...` and `audioflamingo train ...`."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys

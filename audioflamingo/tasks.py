@@ -147,21 +147,15 @@ class AudioFlamingoPipeline:
     # ------------------------------------------------------------------ tasks
     def caption(self, audios: Sequence[AudioInput], settings: GenerationSettings | None = None,
                 instruction: str = DEFAULT_INSTRUCTIONS["caption"], progress: bool = False) -> list[str]:
-        out: list[str] = []
-        for chunk in self._chunks(list(audios), progress, "caption"):
-            prompts = [render_single(TASK_DESCRIPTIONS["caption"], Example(instruction), self.tokenizer) for _ in chunk]
-            out += self._generate(prompts, [[a] for a in chunk], settings)
-        return out
+        queries = [Query(a, instruction, TASK_DESCRIPTIONS["caption"]) for a in audios]
+        return self.answer(queries, settings, progress)
 
     def ask(self, audios: list[AudioInput] | AudioInput, question: str,
             settings: GenerationSettings | None = None, progress: bool = False) -> list[str] | str:
         """A list of inputs gives a list of answers; one input (path, array or (array, rate)) gives one."""
         single = not isinstance(audios, list)
         items = [audios] if single else list(audios)
-        out: list[str] = []
-        for chunk in self._chunks(items, progress, "ask"):
-            prompts = [render_single(TASK_DESCRIPTIONS["aqa"], Example(question), self.tokenizer) for _ in chunk]
-            out += self._generate(prompts, [[a] for a in chunk], settings)
+        out = self.answer([Query(a, question, TASK_DESCRIPTIONS["aqa"]) for a in items], settings, progress)
         return out[0] if single else out
 
     def answer(self, queries: Sequence["Query"], settings: GenerationSettings | None = None,

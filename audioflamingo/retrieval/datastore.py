@@ -20,7 +20,6 @@ import numpy as np
 
 from audioflamingo.data.manifest import Record, load_manifest
 from audioflamingo.errors import AudioFlamingoError
-from audioflamingo.retrieval.knn import KINDS  # noqa: F401  (re-exported for callers)
 
 class DatastoreError(AudioFlamingoError):
     pass

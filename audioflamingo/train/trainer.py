@@ -21,7 +21,6 @@ from audioflamingo.data.manifest import load_manifest
 from audioflamingo.data.mixture import MixtureSampler
 from audioflamingo.data.samples import tokenized_with_budget
 from audioflamingo.errors import AudioFlamingoError
-from audioflamingo.tasks import left_pad
 from audioflamingo.text.templates import IGNORE
 from audioflamingo.train import checkpoint
 from audioflamingo.train.recipe import Recipe, StageSpec
