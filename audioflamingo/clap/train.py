@@ -159,6 +159,7 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
         for t in model.state_dict().values():
             dist.broadcast(t, 0)
     micro = tr["micro_batch_size"]
+    wave_cache: dict = {}
     bar = tqdm(total=tr["steps"], initial=step, desc="clap", unit="step", disable=not (progress and env.main))
     model.train()
     while step < tr["steps"]:
@@ -167,8 +168,14 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
         waves, pos, neg = [], [], []
         for d, i in items:
             rec = datasets[d][i]
+            key = (str(rec.audio), rec.offset, rec.duration)
             try:
-                waves.append(load_audio(rec.audio, model.cfg.window.sample_rate, None, rec.offset, rec.duration))
+                if len(wave_cache) > 20_000:
+                    wave_cache.clear()
+                if key not in wave_cache:  # decoded once: clips recur every epoch
+                    wave_cache[key] = load_audio(rec.audio, model.cfg.window.sample_rate, None, rec.offset,
+                                                 rec.duration)
+                waves.append(wave_cache[key])
             except AudioFlamingoError:
                 skipped += 1
                 continue

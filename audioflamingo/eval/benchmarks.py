@@ -26,12 +26,13 @@ class Item:
     instruction: str
     references: list[str]  # captions, accepted answers, or gold label(s)
     options: list[str] | None = None
+    history: list[tuple[str, str]] | None = None  # dialogue: the gold turns before `instruction`
 
 
 @dataclass
 class Benchmark:
     name: str
-    task: str  # caption | aqa | classify | tagging
+    task: str  # caption | aqa | classify | tagging | dialogue
     prompt: str
     task_description: str
     metrics: list[str]
@@ -184,6 +185,20 @@ def fsd50k(root: Path) -> list[Item]:
             for r in rows]
 
 
+def synth(root: Path, name: str) -> list[Item]:
+    """The default model's held-out split (`audioflamingo data synth`): <root>/eval/<name>.jsonl."""
+    from audioflamingo.data.manifest import load_manifest
+
+    items = []
+    for r in load_manifest(_need(root / "eval" / f"{name}.jsonl")):
+        if r.task == "dialogue":
+            turns = [(t["user"], t["assistant"]) for t in r.turns or []]
+            items.append(Item(r.id, r.audio, turns[-1][0], [turns[-1][1]], history=turns[:-1]))
+        else:
+            items.append(Item(r.id, r.audio, r.instruction, [r.output, *(r.positives or [])], r.options))
+    return items
+
+
 # ---------------------------------------------------------------------------- registry
 CAP = ["CIDEr-D", "BLEU-4", "METEOR", "ROUGE-L", "SPIDEr"]
 
@@ -223,6 +238,18 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     _b("medley-solos-db", "classify", "What is the instrument of this music?",
        "The task is instrument classification.", ["accuracy", "macro-F1"], {"accuracy": 0.927},
        "Medley-solos-DB_metadata.csv + audio/", medley_solos),
+    _b("synth-caption", "caption", "Describe the sound in a sentence.", "The task is audio captioning.", CAP,
+       {}, "eval/caption.jsonl (audioflamingo data synth)", lambda r: synth(r, "caption")),
+    _b("synth-aqa", "aqa", "{question}", "The task is audio question answering.", ["accuracy"], {},
+       "eval/aqa.jsonl (audioflamingo data synth)", lambda r: synth(r, "aqa")),
+    _b("synth-instrument", "classify", "Which instrument is playing?", "The task is audio classification.",
+       ["accuracy", "macro-F1"], {}, "eval/instrument.jsonl (audioflamingo data synth)",
+       lambda r: synth(r, "instrument")),
+    _b("synth-fewshot", "classify", "Which instrument is playing?", "The task is audio classification.",
+       ["accuracy", "macro-F1"], {}, "eval/fewshot.jsonl (+ --rag eval/fewshot_support.jsonl)",
+       lambda r: synth(r, "fewshot")),
+    _b("synth-dialogue", "dialogue", "{question}", "The task is dialogue.", ["accuracy"], {},
+       "eval/dialogue.jsonl (audioflamingo data synth)", lambda r: synth(r, "dialogue")),
     _b("fsd50k", "tagging", "Use a few labels to describe this sound.", "The task is sound tagging.",
        ["approx-F1"], {}, "FSD50K.ground_truth/eval.csv + FSD50K.eval_audio/", fsd50k),
 ]}

@@ -47,6 +47,13 @@ def predict(pipe: AudioFlamingoPipeline, bench: Benchmark, items: list[Item], se
             out.append({"id": it.id, "prediction": ranked[0]["label"], "references": it.references,
                         "scores": {r["label"]: round(r["logprob"], 4) for r in ranked}, "shots": ids})
         return out
+    if bench.task == "dialogue":  # each item: the gold turns so far, then the question to answer
+        from audioflamingo.text.templates import render_dialogue
+
+        prompts = [render_dialogue([*(it.history or []), (it.instruction, None)], pipe.tokenizer) for it in items]
+        texts = pipe._generate(prompts, [[it.audio] for it in items], settings)
+        return [{"id": it.id, "prediction": t, "references": it.references, "shots": []}
+                for it, t in zip(items, texts)]
     queries, shot_ids = [], []
     for it in items:
         sh, ids = _shots(pool, pipe, it, shots)

@@ -6,7 +6,7 @@
     train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
     stages:
       - name: pretrain
-        kind: pretrain                     # pretrain | sft | chat
+        kind: pretrain                     # lm (text only, LM alone) | pretrain | sft | chat
         steps: 200
         lr: 1.0e-4
         max_windows: 3                     # AF2 curriculum: windows per clip in this stage
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-STAGE_KINDS = ("pretrain", "sft", "chat")
+STAGE_KINDS = ("lm", "pretrain", "sft", "chat")
 
 
 @dataclass
@@ -120,7 +120,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ValueError(f"{p}: no stages")
     train = _build(TrainSpec, raw.pop("train", {}) or {}, f"{p}: train")
     model = dict(raw.pop("model", {"init": "tiny"}))
-    for key in ("lm", "clap", "tokenizer"):
+    for key in ("lm", "clap", "afclap", "tokenizer"):
         if model.get(key):
             model[key] = rel(model[key])
     if "init" in model and Path(base / str(model["init"])).exists():

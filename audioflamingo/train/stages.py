@@ -2,6 +2,7 @@
 
 pretrain: transformation layers + xattn-dense only (LM and audio encoder frozen)
 sft, chat: the above and the whole LM (audio encoder still frozen)
+lm: the LM alone, on text only (language-model pre-training of a model built from scratch)
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from torch import nn
 
 def set_trainable(model, kind: str) -> None:
     model.requires_grad_(False)
+    if kind == "lm":
+        model.lm.requires_grad_(True)
+        return
     model.transformation.requires_grad_(True)
     model.fusion.xattn.requires_grad_(True)
     if model.audio_proj is not None:

@@ -57,6 +57,16 @@ class Env:
         return float(t.item())
 
 
+def text_sample(rec, tok, max_tokens: int):
+    """LM pre-training: the record's words as plain text, every token a target, no audio."""
+    parts = [rec.instruction, rec.output] if rec.task != "dialogue" else [
+        x for t in rec.turns or [] for x in (t["user"], t["assistant"])]
+    ids = tok(" ".join(p for p in parts if p), add_special_tokens=False)["input_ids"]
+    ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + ids + [tok.eos_token_id]
+    ids = ids[:max_tokens]
+    return ids, list(ids), []
+
+
 class TrainStep(nn.Module):
     """What DDP wraps: audio path + LM forward, returning the summed loss over target tokens."""
 
@@ -81,6 +91,7 @@ class StageData:
                     r.task_description = d.task_description
                 if d.instruction and not r.instruction:
                     r.instruction = d.instruction
+        self.text_only = stage.kind == "lm"
         self.shots = [d.icl_shots for d in stage.datasets]
         self.by_id = [{r.id: r for r in recs} for recs in self.records]
         self.icl = []
@@ -102,6 +113,8 @@ class StageData:
 
     def item(self, d: int, i: int):
         rec = self.records[d][i]
+        if self.text_only:
+            return text_sample(rec, self.tok, self.train.max_tokens)
         shots = []
         if self.icl[d] is not None:
             ids = self.icl[d].get(rec.id, [])[: self.shots[d]]
@@ -126,7 +139,7 @@ class Trainer:
         init = str(m.get("init", "tiny"))
         if init in PRESETS:
             model, tok = build(init, lm_dir=m.get("lm"), clap_dir=m.get("clap"), tokenizer_dir=m.get("tokenizer"),
-                               lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed)
+                               lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
         else:
             model, tok = AudioFlamingo.from_pretrained(init)
         return model.to(self.env.device), tok
@@ -286,7 +299,8 @@ class Trainer:
         for s in range(0, len(mine), tr.micro_batch_size):
             rows = []
             for i in mine[s : s + tr.micro_batch_size]:
-                ids, labels, refs = tokenized_with_budget(data.val[i], tok, [], tr.max_tokens, tr.lowercase)
+                ids, labels, refs = (text_sample(data.val[i], tok, tr.max_tokens) if data.text_only else
+                                     tokenized_with_budget(data.val[i], tok, [], tr.max_tokens, tr.lowercase))
                 try:
                     rows.append((ids, labels, [self._clip_features(model, r) for r in refs]))
                 except AudioFlamingoError:

@@ -1,0 +1,133 @@
+"""`audioflamingo data synth`: the default model's corpus, reproducible from a seed.
+
+Writes, under OUT:
+    clips/<split>/<id>.flac          16 kHz mono mixes
+    scenes.jsonl                     every clip's exact timeline (the ground truth)
+    {train,val}_{caption,aqa,classify,dialogue}.jsonl   training manifests (caption ones carry CLAP
+                                     positives and compositional negatives)
+    eval/{caption,aqa,instrument,dialogue,fewshot,fewshot_support}.jsonl   held-out test manifests
+    synth.json                       settings, counts, and which recordings went to which split
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from audioflamingo.data.synth import language as L
+from audioflamingo.data.synth.scenes import sample_scene
+from audioflamingo.data.synth.sources import KNOWN_INSTRUMENTS, NOVEL_INSTRUMENTS, SR, build_bank, check_tools
+
+INSTRUMENT_QUESTION = "Which instrument is playing?"
+AVERAGE_CLIP_SECONDS = 6.0
+
+
+def _pool(bank, split):
+    pool: dict[str, list] = {}
+    for r in bank:
+        if r.split == split:
+            pool.setdefault(r.kind, []).append(r)
+    return pool
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _scene_records(scene, audio: str, rng, known: list[str], n_questions: int) -> dict[str, list[dict]]:
+    base = {"audio": audio, "source": scene.id}
+    caps = [L.caption(scene, v) for v in range(L.PHRASINGS)]
+    first = int(rng.integers(L.PHRASINGS))
+    out = {"caption": [{**base, "id": f"{scene.id}/cap", "task": "caption", "output": caps[first],
+                        "positives": [c for v, c in enumerate(caps) if v != first],
+                        "negatives": L.negatives(scene, rng, known)}]}
+    qs = L.questions(scene)
+    pick = rng.permutation(len(qs))[:n_questions]
+    out["aqa"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": qs[k][0], "output": qs[k][1]}
+                  for k in sorted(pick)]
+    inst = [e for e in scene.events if e.kind == "instrument"]
+    out["classify"] = []
+    if len(inst) == 1:
+        others = [x for x in known if x != inst[0].label]
+        k = len(others) if rng.random() < 0.3 else int(rng.integers(3, 6))
+        opts = sorted([inst[0].label] + list(rng.choice(others, size=k, replace=False)))
+        out["classify"].append({**base, "id": f"{scene.id}/cls", "task": "classify", "instruction": INSTRUMENT_QUESTION,
+                                "output": inst[0].label, "options": opts})
+    out["dialogue"] = [{**base, "id": f"{scene.id}/dlg", "task": "dialogue", "turns": L.dialogue(scene, rng)}]
+    return out
+
+
+def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: int = 300, val_scenes: int = 100,
+               progress: bool = True) -> dict:
+    import soundfile as sf
+    from tqdm import tqdm
+
+    check_tools()
+    out = Path(out)
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bank = build_bank(rng)
+    known, novel = sorted(KNOWN_INSTRUMENTS), sorted(NOVEL_INSTRUMENTS)
+    counts = {"train": max(1, int(hours * 3600 / AVERAGE_CLIP_SECONDS)), "val": val_scenes, "test": test_scenes}
+    manifests: dict[str, list[dict]] = {}
+    scenes_out, seconds = [], {}
+    bar = tqdm(total=sum(counts.values()) + 2 * 12 * len(novel), desc="synth", unit="clip", disable=not progress)
+
+    def emit(scene, wave, split):
+        rel = f"clips/{split}/{scene.id}.flac"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(out / rel), wave, SR, format="FLAC", subtype="PCM_16")
+        scenes_out.append({**asdict(scene), "audio": rel})
+        seconds[split] = seconds.get(split, 0.0) + scene.duration
+        bar.update(1)
+        return rel
+
+    for split, n in counts.items():
+        srng = np.random.default_rng([seed, ["train", "val", "test"].index(split)])
+        pool = _pool(bank, split)
+        for k in range(n):
+            scene, wave = sample_scene(srng, pool, split, f"{split}-{k:05d}")
+            rel = emit(scene, wave, split)
+            recs = _scene_records(scene, rel, srng, known, n_questions=4 if split != "test" else 2)
+            if split == "test":
+                manifests.setdefault("eval/caption", []).extend(recs["caption"])
+                manifests.setdefault("eval/aqa", []).extend(recs["aqa"])
+                for r in recs["classify"]:
+                    manifests.setdefault("eval/instrument", []).append({**r, "options": known})
+                for r in recs["dialogue"]:  # one item per follow-up turn, with the gold history before it
+                    for j in range(1, len(r["turns"])):
+                        manifests.setdefault("eval/dialogue", []).append({**r, "id": f"{r['id']}/t{j}",
+                                                                          "turns": r["turns"][: j + 1]})
+            else:
+                for task, rs in recs.items():
+                    manifests.setdefault(f"{split}_{task}", []).extend(rs)
+    # Few-shot: single-instrument clips of instruments never named in training.
+    for split, name in (("novel-support", "eval/fewshot_support"), ("novel-test", "eval/fewshot")):
+        srng = np.random.default_rng([seed, 3 if split == "novel-support" else 4])
+        pool = _pool(bank, split)
+        for k in range(2 * 12 * len(novel) // 2):
+            scene, wave = sample_scene(srng, pool, split, f"{split}-{k:05d}", kinds=("instrument",), n_events=1)
+            rel = emit(scene, wave, split)
+            manifests.setdefault(name, []).append(
+                {"id": scene.id, "audio": rel, "source": scene.events[0].source, "task": "classify",
+                 "instruction": INSTRUMENT_QUESTION, "output": scene.events[0].label, "options": novel})
+    bar.close()
+    for name, recs in manifests.items():
+        _write(out / f"{name}.jsonl", recs)
+    _write(out / "scenes.jsonl", scenes_out)
+    summary = {
+        "seed": seed, "hours_requested": hours, "sample_rate": SR,
+        "hours": {k: round(v / 3600, 3) for k, v in seconds.items()},
+        "manifests": {k: len(v) for k, v in sorted(manifests.items())},
+        "known_instruments": known, "novel_instruments": novel,
+        "recordings": {s: sum(r.split == s for r in bank) for s in sorted({r.split for r in bank})},
+        "recording_splits": {r.id: r.split for r in bank},
+    }
+    (out / "synth.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    return summary

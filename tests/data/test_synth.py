@@ -1,0 +1,104 @@
+"""The default model's corpus: reproducible, splits disjoint by recording, texts true to the timeline."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioflamingo.data.synth import language as L
+from audioflamingo.data.synth.scenes import Event, Scene
+from audioflamingo.data.synth.sources import FREEDESKTOP, SOUNDFONT
+
+HAVE_TOOLS = all([shutil.which("fluidsynth"), shutil.which("espeak-ng"), SOUNDFONT.is_file(), FREEDESKTOP.is_dir()])
+needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="corpus sources not installed (make synth-deps)")
+
+
+def _scene(lead=0.0, background=None):
+    ev = [Event("instrument", "violin", lead, lead + 2.0, -20.0, "instrument/violin/3",
+                {"pitch": "high", "tempo": "slow", "notes": 4}),
+          Event("speech", "speech", lead + 2.5, lead + 4.0, -30.0, "speech/german/x/f1",
+                {"gender": "female", "language": "german"}),
+          Event("beep", "beep", lead + 4.5, lead + 4.8, -18.0, "", {"pitch": "low", "length": "short"})]
+    return Scene("s", "train", lead + 5.5, ev, background, lead)
+
+
+def test_captions_follow_the_timeline():
+    s = _scene(lead=1.5, background="pink")
+    caps = [L.caption(s, v) for v in range(L.PHRASINGS)]
+    assert caps[0] == ("After a short silence, a slow high violin melody, then a woman speaking German, "
+                       "then a short low beep over faint background noise.")
+    assert len(set(caps)) == 3 and all(c.index("violin") < c.index("German") < c.index("beep") for c in caps)
+
+
+def test_questions_are_exact():
+    qa = dict(L.questions(_scene()))
+    assert qa["How many distinct sounds can you hear?"] == "three"
+    assert qa["What do you hear first?"] == "a violin" and qa["What is the last sound?"] == "a beep"
+    assert qa["Which instruments can you hear?"] == "violin" and qa["Is anyone speaking?"] == "yes"
+    assert qa["Is the violin high or low?"] == "high" and qa["Is the beep short or long?"] == "short"
+    assert qa["What language is spoken?"] == "german" and qa["Is the voice male or female?"] == "female"
+    assert qa["What comes after the violin?"] == "a woman speaking" and qa["What comes after the beep?"] == "nothing"
+    assert qa["Which is louder, a violin or a woman speaking?"] == "a violin"
+    assert qa["Does the recording begin with silence?"] == "no"
+
+
+def test_dialogue_follow_ups_refer_to_the_first_turn():
+    s = _scene()
+    for seed in range(20):
+        turns = L.dialogue(s, np.random.default_rng(seed))
+        named = {"a violin": 0, "a woman speaking": 1, "a beep": 2}[turns[0]["assistant"]]
+        for t in turns[1:]:
+            if t["user"] == "What comes after it?":
+                assert t["assistant"] == (["a woman speaking", "a beep", "nothing"][named])
+            if t["user"] == "Is it high or low?":
+                assert t["assistant"] == ("high" if named == 0 else "low")
+
+
+def test_negatives_alter_order_or_binding_only():
+    s = _scene()
+    pos = {L.caption(s, v) for v in range(L.PHRASINGS)}
+    neg = L.negatives(s, np.random.default_rng(0), ["violin", "flute", "cello"], per_phrasing=10)
+    assert neg and not pos & set(neg)
+    assert any(n.startswith("A woman speaking German, then a slow high violin") for n in neg)  # order swapped
+    assert any("slow low violin" in n for n in neg) and any("man speaking" in n and "woman" not in n for n in neg)
+
+
+@needs_tools
+def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
+    a = __import__("audioflamingo.data.synth", fromlist=["synthesize"]).synthesize
+    sa = a(tmp_path / "a", seed=3, hours=0.02, test_scenes=8, val_scenes=3, progress=False)
+    a(tmp_path / "b", seed=3, hours=0.02, test_scenes=8, val_scenes=3, progress=False)
+
+    def digest(root: Path) -> str:
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.suffix in (".jsonl", ".flac"):
+                h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+        return h.hexdigest()
+
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    splits = sa["recording_splits"]
+    heard = {}
+    for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines():
+        sc = json.loads(line)
+        for e in sc["events"]:
+            if e["source"]:
+                assert splits[e["source"]] == sc["split"]  # a clip only uses recordings of its own split
+                heard.setdefault(sc["split"], set()).add(e["source"])
+        wave, sr = sf.read(tmp_path / "a" / sc["audio"])
+        assert abs(len(wave) / sr - sc["duration"]) < 0.01
+        if sc["background"] is None and sc["lead_silence"] >= 1.0:  # silence really is silent
+            first = sc["events"][0]
+            quiet = np.abs(wave[: int(0.9 * sc["lead_silence"] * sr)]).max()
+            loud = np.abs(wave[int(first["start"] * sr): int(first["end"] * sr)]).max()
+            assert quiet < 1e-3 < loud
+    assert not heard.get("train", set()) & heard.get("test", set())
+    fewshot = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot.jsonl").read_text().splitlines()]
+    support = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot_support.jsonl").read_text().splitlines()]
+    assert {r["output"] for r in fewshot} == set(sa["novel_instruments"])
+    assert not {r["source"] for r in fewshot} & {r["source"] for r in support}
+    train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text() for t in ("caption", "aqa", "dialogue"))
+    assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
