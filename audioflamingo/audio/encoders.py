@@ -92,7 +92,9 @@ class HFClapEncoder(AudioEncoder):
         if cfg.hf_config is None or cfg.feature_extractor is None:
             raise ValueError("hf_clap encoder needs hf_config and feature_extractor (use HFClapEncoder.config_from_directory)")
         self.model = ClapAudioModelWithProjection(ClapAudioConfig(**cfg.hf_config))
-        if cfg.projection == "msclap":
+        if cfg.output == "dense":  # frame tokens come before the projection: no unused weights to carry
+            self.model.audio_projection = nn.Identity()
+        elif cfg.projection == "msclap":
             from audioflamingo.convert.htsat import MsclapProjection
 
             c = self.model.config
@@ -140,10 +142,10 @@ class HFClapEncoder(AudioEncoder):
                 k = "audio_model." + k
             mapped[k] = v
         own = self.model.state_dict()
-        missing = sorted(set(own) - set(mapped))
         if self.output == "dense":  # the projection is not used for frame tokens
-            missing = [k for k in missing if not k.startswith("audio_projection.")]
-        elif any(k.startswith("audio_projection.") for k in missing):
+            mapped = {k: v for k, v in mapped.items() if not k.startswith("audio_projection.")}
+        missing = sorted(set(own) - set(mapped))
+        if any(k.startswith("audio_projection.") for k in missing):
             raise ModelLoadError(f"{path}: no audio projection weights: pooled output needs a ClapModel or "
                                  "ClapAudioModelWithProjection checkpoint (or use output='dense')")
         unexpected = sorted(set(mapped) - set(own))
@@ -157,9 +159,12 @@ class HFClapEncoder(AudioEncoder):
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
         arrays = [w.detach().cpu().float().numpy() for w in windows]
+        # Fusion towers (AF2's AF-CLAP) read the 4-channel "mel_fusion" input on the HTK mel scale, as
+        # LAION-CLAP's torchaudio front end; windows are exactly max length, so nothing is cropped or padded.
+        fusion = bool(self.model.config.enable_fusion)
         feats = self.feature_extractor(
-            arrays, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt", truncation="rand_trunc",
-            padding="pad")
+            arrays, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt",
+            truncation="fusion" if fusion else "rand_trunc", padding="repeatpad" if fusion else "pad")
         return feats["input_features"].to(windows.device)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
