@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR")
 
     from audioflamingo.cli_clap import add_clap_commands
+    from audioflamingo.cli_convert import add_convert_command
     from audioflamingo.cli_eval import add_eval_command
     from audioflamingo.cli_index import add_index_commands
     from audioflamingo.cli_train import add_train_commands
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_command(sub)
     add_index_commands(sub)
     add_clap_commands(sub)
+    add_convert_command(sub)
     return ap
 
 
@@ -155,6 +157,10 @@ def run(args) -> int:
         make_server(create_app(pipe, cfg), args.host, args.port, args.timeout).run()
         return 0
 
+    if args.command == "convert":
+        from audioflamingo.cli_convert import run_convert_command
+
+        return run_convert_command(args)
     if args.command == "clap":
         from audioflamingo.cli_clap import run_clap_command
 

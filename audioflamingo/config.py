@@ -115,6 +115,7 @@ class AudioFlamingoConfig:
     sep_token: str = "<SEP>"
     eoc_token: str = "<EOC>"
     preset: str = "custom"
+    prompt_style: str = "paper"  # "paper" templates, or "af1": the official AF1 inference prompts
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

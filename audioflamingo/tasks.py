@@ -53,7 +53,8 @@ class ChatSession:
 
     def send(self, message: str, settings: GenerationSettings | None = None) -> str:
         history = [*self.turns, (message, None)]
-        reply = self.pipeline._generate([render_dialogue(history, self.pipeline.tokenizer)], [[self.audio]],
+        reply = self.pipeline._generate([render_dialogue(history, self.pipeline.tokenizer,
+                                                         style=self.pipeline.style)], [[self.audio]],
                                         settings)[0]
         self.turns.append((message, reply))
         return reply
@@ -65,6 +66,7 @@ class ChatSession:
 class AudioFlamingoPipeline:
     def __init__(self, model, tokenizer, batch_size: int = 8):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.style = getattr(model.config, "prompt_style", "paper")
         self.model.eval()
 
     @classmethod
@@ -164,7 +166,7 @@ class AudioFlamingoPipeline:
         in-context shots (then the interleaved template is used, each shot with its own audio)."""
         out: list[str] = []
         for chunk in self._chunks(list(queries), progress, "generate"):
-            prompts = [q.render(self.tokenizer) for q in chunk]
+            prompts = [q.render(self.tokenizer, style=self.style) for q in chunk]
             out += self._generate(prompts, [q.audios() for q in chunk], settings)
         return out
 
@@ -184,9 +186,9 @@ class AudioFlamingoPipeline:
         task = task_description
         if generate:
             q = Query(audio, instruction, task, options=list(labels), shots=list(shots))
-            text = self._generate([q.render(self.tokenizer)], [q.audios()], settings)[0]
+            text = self._generate([q.render(self.tokenizer, style=self.style)], [q.audios()], settings)[0]
             return [{"label": text, "logprob": None, "prob": None}]
-        prompts = [Query(audio, instruction, task, options=list(labels), shots=list(shots)).render(self.tokenizer, l)
+        prompts = [Query(audio, instruction, task, options=list(labels), shots=list(shots)).render(self.tokenizer, l, self.style)
                    for l in labels]
         for p in prompts:  # score `{label}<EOC>`; the EOS after it would add the same cost to every label
             if self.tokenizer.eos_token is not None and p.segments[-1][0] == self.tokenizer.eos_token:
@@ -222,11 +224,11 @@ class Query:
     options: list[str] | None = None
     shots: list[tuple[AudioInput, Example]] = field(default_factory=list)
 
-    def render(self, tokenizer, output: str | None = None) -> Rendered:
+    def render(self, tokenizer, output: str | None = None, style: str = "paper") -> Rendered:
         ex = Example(self.instruction, output, self.options)
         if self.shots:
             return render_interleaved(self.task_description, [e for _, e in self.shots], ex, tokenizer)
-        return render_single(self.task_description, ex, tokenizer)
+        return render_single(self.task_description, ex, tokenizer, style)
 
     def audios(self) -> list:
         return [a for a, _ in self.shots] + [self.audio]

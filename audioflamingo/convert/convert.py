@@ -173,7 +173,8 @@ def convert(flavour: str, checkpoint: str | Path, lm_dir: str | Path, out: str |
     every = xlayers[1] - xlayers[0] if len(xlayers) > 1 else 1
     xcfg = XAttnConfig(every_n_layers=every, heads=inner // 64, dim_head=64, ff_mult=src.shape(ff_key)[0] // lm_dim)
     cfg = AudioFlamingoConfig(window=WINDOWS[flavour], encoder=enc_cfg, transformation=tcfg, xattn=xcfg,
-                              audio_token="<audio>", sep_token="<SEP>", eoc_token="<|endofchunk|>", preset=flavour)
+                              audio_token="<audio>", sep_token="<SEP>", eoc_token="<|endofchunk|>", preset=flavour,
+                              prompt_style="af1" if flavour == "af1" else "paper")
     lm_cfg = AutoConfig.from_pretrained(str(lm_dir))
     lm_cfg.vocab_size = rows
     for name in ("bos_token_id", "eos_token_id"):

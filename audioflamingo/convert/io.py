@@ -60,7 +60,12 @@ class TensorSource:
     def __contains__(self, key: str) -> bool:
         return key in (self._pickle if self._pickle is not None else self._files)
 
+    def _need(self, key: str) -> None:
+        if key not in self:
+            raise ModelLoadError(f"{self.path}: tensor {key} missing (expected in this checkpoint layout)")
+
     def __getitem__(self, key: str) -> torch.Tensor:
+        self._need(key)
         if self._pickle is not None:
             return self._pickle[key]
         from safetensors import safe_open
@@ -69,6 +74,7 @@ class TensorSource:
             return h.get_tensor(key)
 
     def shape(self, key: str) -> tuple[int, ...]:
+        self._need(key)
         if self._pickle is not None:
             return tuple(self._pickle[key].shape)
         from safetensors import safe_open

@@ -50,7 +50,7 @@ def predict(pipe: AudioFlamingoPipeline, bench: Benchmark, items: list[Item], se
     if bench.task == "dialogue":  # each item: the gold turns so far, then the question to answer
         from audioflamingo.text.templates import render_dialogue
 
-        prompts = [render_dialogue([*(it.history or []), (it.instruction, None)], pipe.tokenizer) for it in items]
+        prompts = [render_dialogue([*(it.history or []), (it.instruction, None)], pipe.tokenizer, style=pipe.style) for it in items]
         texts = pipe._generate(prompts, [[it.audio] for it in items], settings)
         return [{"id": it.id, "prediction": t, "references": it.references, "shots": []}
                 for it, t in zip(items, texts)]

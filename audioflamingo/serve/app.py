@@ -240,7 +240,7 @@ def create_app(pipe, cfg: ServeConfig | None = None):
             return _error(400, f"request body is not valid JSON ({err.msg})")
         except BadRequest as err:
             return _error(err.status, err.message)
-        prompt = render_dialogue(turns, pipe.tokenizer)
+        prompt = render_dialogue(turns, pipe.tokenizer, style=pipe.style)
         stream = bool(body.get("stream"))
         job = Job(prompt, audio, settings, stream=asyncio.Queue() if stream else None)
         try:

@@ -27,6 +27,11 @@ DEFAULT_INSTRUCTIONS = {
 }
 ICL_HEADER = "Here are similar samples.\n"
 IGNORE = -100
+# The official AF1 inference prompts (REFERENCE.md 8), for converted official checkpoints:
+#   single:   <s>{task description, lower-cased} <audio>{instruction, lower-cased}\nanswer:<SEP>
+#   dialogue: <s>the task is dialog.<audio>user: {u} \nassistant: <SEP>{a}<|endofchunk|>...
+STYLES = ("paper", "af1")
+OFFICIAL_EOC = "<|endofchunk|>"
 
 
 @dataclass
@@ -74,12 +79,17 @@ def _answer(r: Rendered, output: str | None, tokenizer, last: bool) -> bool:
     return True
 
 
-def render_single(task: str, ex: Example, tokenizer=None) -> Rendered:
+def render_single(task: str, ex: Example, tokenizer=None, style: str = "paper") -> Rendered:
     r = Rendered()
     _bos(r, tokenizer)
-    r.add(task)
-    r.add(AUDIO)
-    r.add(ex.instruction + options_block(ex.options))
+    if style == "af1":
+        r.add(task.lower() + " ")
+        r.add(AUDIO)
+        r.add((ex.instruction + options_block(ex.options)).lower() + "\nanswer:")
+    else:
+        r.add(task)
+        r.add(AUDIO)
+        r.add(ex.instruction + options_block(ex.options))
     _answer(r, ex.output, tokenizer, last=True)
     return r
 
@@ -105,17 +115,20 @@ def render_interleaved(task: str, shots: Sequence[Example], query: Example, toke
 
 
 def render_dialogue(turns: Sequence[tuple[str, str | None]], tokenizer=None,
-                    task: str = TASK_DESCRIPTIONS["dialogue"]) -> Rendered:
+                    task: str = TASK_DESCRIPTIONS["dialogue"], style: str = "paper") -> Rendered:
     """turns: (user, assistant) pairs; the last assistant may be None (the turn to generate)."""
     r = Rendered()
     _bos(r, tokenizer)
-    r.add(task)
+    r.add("the task is dialog." if style == "af1" else task)
     r.add(AUDIO)
     for n, (user, assistant) in enumerate(turns):
         last = n == len(turns) - 1
         if assistant is None and not last:
             raise ValueError("only the last dialogue turn may be unanswered")
-        r.add(f"\nuser: {user}\nassistant: ")
+        if style == "af1":
+            r.add(f"{'' if n == 0 else chr(10)}user: {user} \nassistant: ")
+        else:
+            r.add(f"\nuser: {user}\nassistant: ")
         _answer(r, assistant, tokenizer, last=last)
     return r
 
@@ -125,7 +138,10 @@ def tokenize(rendered: Rendered, tokenizer) -> tuple[list[int], list[int]]:
     them one by one gives the same ids as encoding the whole string."""
     ids: list[int] = []
     labels: list[int] = []
+    vocab = tokenizer.get_vocab()
     for text, target in rendered.segments:
+        if text == EOC and EOC not in vocab and OFFICIAL_EOC in vocab:  # official checkpoints spell it so
+            text = OFFICIAL_EOC
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids.extend(piece)
         labels.extend(piece if target else [IGNORE] * len(piece))

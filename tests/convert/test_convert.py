@@ -282,3 +282,32 @@ def test_pickles_are_read_weights_only(tmp_path):
         from audioflamingo.convert.io import read_pickle
 
         read_pickle(tmp_path / "evil.pt")
+
+
+def test_cli_convert_writes_a_usable_directory_or_nothing(tmp_path, capsys):
+    import soundfile as sf
+
+    from audioflamingo.cli import main
+    from audioflamingo.tasks import AudioFlamingoPipeline, Query
+
+    lm, st, _ = _af1(tmp_path)
+    bad = {k: v for k, v in st.items() if "pos_table" not in k}
+    torch.save({"model_state_dict": bad}, tmp_path / "bad.pt")
+    rc = main(["convert", "af1", "--checkpoint", str(tmp_path / "bad.pt"), "--lm", str(lm), "--clap",
+               str(tmp_path / "clapcap.pth"), "--out", str(tmp_path / "bad-out")])
+    assert rc != 0 and "audio_transformer.position_enc.pos_table missing" in capsys.readouterr().err
+    assert not (tmp_path / "bad-out").exists() and not list(tmp_path.glob(".bad-out*"))
+    assert main(["convert", "af1", "--checkpoint", str(tmp_path / "foundation.pt"), "--lm", str(lm), "--clap",
+                 str(tmp_path / "clapcap.pth"), "--out", str(tmp_path / "af1")]) == 0
+    pipe = AudioFlamingoPipeline.load(tmp_path / "af1")
+    assert pipe.style == "af1"
+    text = Query("x.wav", "Describe the sound in a sentence.", "The task is audio captioning.").render(
+        pipe.tokenizer, style=pipe.style).text
+    assert text.endswith("the task is audio captioning. <audio>describe the sound in a sentence.\nanswer:<SEP>")
+    sf.write(tmp_path / "c.wav", clapcap_signal(1)[: SR_AF1 * 3], SR_AF1)
+    from audioflamingo.tasks import GenerationSettings
+
+    assert isinstance(pipe.caption([tmp_path / "c.wav"], GenerationSettings(max_new_tokens=4))[0], str)
+
+
+SR_AF1 = 44100
