@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--labels", required=True, help="comma-separated labels, e.g. dog,cat,rain")
     p.add_argument("--generate", action="store_true", help="let the model write its answer instead of ranking")
+    p.add_argument("--question", default="Which label best describes the sound?",
+                   help="the instruction before the options (the default model knows 'Which instrument is playing?')")
     _add_model_args(p)
     _add_gen_args(p)
     _add_rag_args(p)
@@ -101,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-audio-seconds", type=float, default=300.0)
     p.add_argument("--max-body-mb", type=float, default=25.0)
     p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("demo", help="caption a clip and answer a question about it (default: the bundled clip "
+                                    "and the bundled default model)")
+    p.add_argument("file", nargs="?", help="audio file (default: the bundled example clip)")
+    p.add_argument("--question", default="What do you hear first?")
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled default model)")
 
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
     p.add_argument("--model", metavar="DIR")
@@ -181,6 +189,17 @@ def run(args) -> int:
 
         return run_train_commands(args)
 
+    if args.command == "demo":
+        from audioflamingo.tasks import AudioFlamingoPipeline, example_clip
+
+        clip = args.file or example_clip()
+        pipe = AudioFlamingoPipeline.load(args.model)
+        print(f"clip:     {clip}")
+        print(f"caption:  {pipe.caption([clip])[0]}")
+        print(f"question: {args.question}")
+        print(f"answer:   {pipe.ask(clip, args.question)}")
+        return 0
+
     if args.command == "info":
         from audioflamingo.model.flamingo import AudioFlamingo
         from audioflamingo.tasks import default_model_dir
@@ -227,7 +246,8 @@ def run(args) -> int:
         labels = [l.strip() for l in args.labels.split(",") if l.strip()]
         for f in files:
             sh, used = shots_for(f)
-            ranked = pipe.classify(f, labels, generate=args.generate, settings=settings, shots=sh)
+            ranked = pipe.classify(f, labels, instruction=args.question, generate=args.generate, settings=settings,
+                                   shots=sh)
             best = ranked[0]["label"]
             rec = {"file": f, "label": best, "scores": ranked} | ({"examples": used} if retriever else {})
             _emit(args, rec, f"{f}\t{best}" if len(files) > 1 else best)

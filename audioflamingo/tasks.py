@@ -257,4 +257,9 @@ def default_model_dir() -> Path:
     return d
 
 
+def example_clip() -> Path:
+    """A clip from the default model's held-out test split, shipped for the README's first command."""
+    return Path(__file__).parent / "assets" / "example.flac"
+
+
 __all__ = ["AudioFlamingoPipeline", "ChatSession", "GenerationSettings", "Query", "left_pad", "asdict"]

@@ -102,3 +102,18 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     assert not {r["source"] for r in fewshot} & {r["source"] for r in support}
     train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text() for t in ("caption", "aqa", "dialogue"))
     assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
+
+
+def test_eval_reads_the_synthetic_split_with_dialogue_history(tmp_path):
+    from audioflamingo.eval.benchmarks import get
+
+    (tmp_path / "eval").mkdir()
+    rows = [{"id": "d/t1", "audio": "a.flac", "task": "dialogue", "turns": [
+        {"user": "What do you hear first?", "assistant": "a violin"}, {"user": "Is it high or low?", "assistant": "high"}]},
+        {"id": "c", "audio": "a.flac", "task": "caption", "output": "A bell.", "positives": ["A ringing bell."]}]
+    (tmp_path / "eval" / "dialogue.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    (tmp_path / "eval" / "caption.jsonl").write_text(json.dumps(rows[1]) + "\n")
+    d = get("synth-dialogue").loader(tmp_path)[0]
+    assert d.instruction == "Is it high or low?" and d.references == ["high"]
+    assert d.history == [("What do you hear first?", "a violin")]
+    assert get("synth-caption").loader(tmp_path)[0].references == ["A bell.", "A ringing bell."]
