@@ -38,6 +38,14 @@ def add_train_commands(sub) -> None:
     p.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
     p.add_argument("--out", help="neighbour file (default: <manifest>.icl.jsonl)")
 
+    p = dsub.add_parser("build-episodes", help="label-renamed classification ICL episodes (teach reading labels "
+                                               "from the examples; needs build-icl first)")
+    p.add_argument("manifest")
+    p.add_argument("--out", required=True)
+    p.add_argument("--shots", type=int, default=4)
+    p.add_argument("--copies", type=int, default=2, help="episodes per record, each with fresh names")
+    p.add_argument("--seed", type=int, default=0)
+
     p = dsub.add_parser("synth", help="generate the default model's corpus (real instrument samples, voices, "
                                       "alert sounds, procedural signals) with exact captions, QA, dialogues",
                         description="Needs fluidsynth, fluid-soundfont-gm, espeak-ng and sound-theme-freedesktop "
@@ -69,6 +77,11 @@ def add_train_commands(sub) -> None:
 def run_train_commands(args) -> int:
     if args.command == "train":
         return _train(args)
+    if args.data_command == "build-episodes":
+        from audioflamingo.data.icl import build_renamed_episodes
+
+        print(json.dumps(build_renamed_episodes(args.manifest, args.out, args.shots, args.copies, args.seed)))
+        return 0
     if args.data_command == "synth":
         from audioflamingo.data.synth import synthesize
 

@@ -79,3 +79,57 @@ def load_icl(path: str | Path) -> dict[str, list[str]]:
                 rec = json.loads(line)
                 out[rec["id"]] = rec["neighbours"]
     return out
+
+
+def _rel(path, base: Path) -> str:
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
+
+
+def _pseudo_word(rng) -> str:
+    cons, vows = "bdfgklmnprstvz", "aeiou"
+    return "".join(rng.choice(list(cons)) + rng.choice(list(vows)) for _ in range(int(rng.integers(2, 4))))
+
+
+def build_renamed_episodes(manifest: str | Path, out: str | Path, shots: int = 4, copies: int = 2,
+                           seed: int = 0, icl_file: str | Path | None = None) -> dict:
+    """Classification ICL episodes whose labels are renamed to fresh pseudo-words, consistently within
+    an episode. A model trained only on fixed label names can answer from memory and ignore its
+    examples; with renamed labels the answer is only in the examples, which teaches it to read them
+    (what few-shot use on labels never seen in training needs). Shots are the record's kNN neighbours
+    (`data build-icl` first); episodes whose true label is absent from its shots are skipped."""
+    import numpy as np
+
+    records = {r.id: r for r in load_manifest(manifest)}
+    neighbours = load_icl(icl_file or icl_path(manifest))
+    base = Path(manifest).parent
+    rng = np.random.default_rng(seed)
+    written = skipped = 0
+    out = Path(out)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for rid, r in records.items():
+            if r.task != "classify":
+                continue
+            shot_recs = [records[i] for i in neighbours.get(rid, [])[:shots] if i in records][::-1]  # nearest last
+            if len(shot_recs) < shots or r.output not in {s.output for s in shot_recs}:
+                skipped += 1
+                continue
+            for c in range(copies):
+                labels = sorted({r.output, *(r.options or []), *(s.output for s in shot_recs)})
+                names = {}
+                while len(names) < len(labels):
+                    w = _pseudo_word(rng)
+                    if w not in names.values():
+                        names[labels[len(names)]] = w
+                opts = sorted(names.values())
+                f.write(json.dumps({
+                    "id": f"{rid}/renamed{c}", "audio": _rel(r.audio, base),
+                    "source": r.group, "task": "classify", "instruction": r.instruction, "output": names[r.output],
+                    "options": opts, "shots": [{"audio": _rel(s.audio, base), "instruction": s.instruction,
+                                                "output": names[s.output], "options": opts} for s in shot_recs],
+                }) + "\n")
+                written += 1
+    tmp.replace(out)
+    return {"episodes": written, "skipped_label_not_in_shots": skipped, "out": str(out)}

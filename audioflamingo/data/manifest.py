@@ -30,6 +30,7 @@ class Record:
     task_description: str | None = None
     positives: list[str] | None = None  # CLAP: paraphrases of `output`
     negatives: list[str] | None = None  # CLAP: compositional negatives (order / binding altered)
+    shots: list[dict] | None = None  # inline in-context examples {audio, instruction, output, options}
     line: int = 0
 
     @property
@@ -64,6 +65,8 @@ def _record(obj: dict[str, Any], base: Path, line: int) -> Record:
         turns=obj.get("turns"), offset=float(obj.get("offset", 0.0)), duration=obj.get("duration"),
         source=obj.get("source", ""), task_description=obj.get("task_description"),
         positives=obj.get("positives"), negatives=obj.get("negatives"), line=line,
+        shots=[{**sh, "audio": str(Path(sh["audio"]) if Path(sh["audio"]).is_absolute() else base / sh["audio"])}
+               for sh in obj["shots"]] if obj.get("shots") else None,
     )
 
 

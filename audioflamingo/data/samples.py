@@ -41,6 +41,11 @@ def render_record(r: Record, tokenizer, shots: Sequence[Record] = (), lowercase:
     if r.task == "dialogue":
         turns = [(t["user"], t["assistant"]) for t in (r.turns or [])]
         return _lower(render_dialogue(turns, tokenizer, task=task), lowercase), [_ref(r)]
+    if r.shots and not shots:  # inline examples (e.g. label-renamed episodes, data/icl.py)
+        ex = [Example(s.get("instruction", ""), s["output"], s.get("options") if r.task == "classify" else None)
+              for s in r.shots]
+        rendered = render_interleaved(task, ex, _example(r), tokenizer)
+        return _lower(rendered, lowercase), [AudioRef(Path(s["audio"])) for s in r.shots] + [_ref(r)]
     if shots:
         rendered = render_interleaved(task, [_example(s) for s in shots], _example(r), tokenizer)
         return _lower(rendered, lowercase), [_ref(s) for s in shots] + [_ref(r)]

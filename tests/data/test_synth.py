@@ -102,6 +102,10 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     assert not {r["source"] for r in fewshot} & {r["source"] for r in support}
     train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text() for t in ("caption", "aqa", "dialogue"))
     assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
+    from audioflamingo.data.manifest import load_manifest
+
+    for m in (tmp_path / "a" / "eval").glob("*.jsonl"):  # every eval manifest points at real clips
+        assert all(r.audio.is_file() for r in load_manifest(m))
 
 
 def test_eval_reads_the_synthetic_split_with_dialogue_history(tmp_path):

@@ -119,6 +119,8 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
                  "instruction": INSTRUMENT_QUESTION, "output": scene.events[0].label, "options": novel})
     bar.close()
     for name, recs in manifests.items():
+        if name.startswith("eval/"):  # manifest paths resolve against the manifest's own folder
+            recs = [{**r, "audio": "../" + r["audio"]} for r in recs]
         _write(out / f"{name}.jsonl", recs)
     _write(out / "scenes.jsonl", scenes_out)
     summary = {
