@@ -121,3 +121,33 @@ def test_eval_reads_the_synthetic_split_with_dialogue_history(tmp_path):
     assert d.instruction == "Is it high or low?" and d.references == ["high"]
     assert d.history == [("What do you hear first?", "a violin")]
     assert get("synth-caption").loader(tmp_path)[0].references == ["A bell.", "A ringing bell."]
+
+
+def test_renamed_episodes_keep_labels_consistent_within_an_episode(tmp_path):
+    from audioflamingo.data.icl import build_renamed_episodes
+    from audioflamingo.data.manifest import load_manifest
+    from audioflamingo.data.samples import render_record
+    from audioflamingo.text.tokenizer import byte_level_tokenizer
+
+    labels = ["violin", "flute", "violin", "organ", "violin", "flute"]
+    rows = [{"id": f"r{i}", "audio": f"c{i}.wav", "task": "classify", "instruction": "Which instrument?",
+             "output": l, "options": sorted(set(labels))} for i, l in enumerate(labels)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    nb = {"r0": ["r2", "r1", "r4"], "r1": ["r5", "r0", "r3"], "r3": ["r0", "r1", "r2"]}  # r3's label absent
+    (tmp_path / "m.icl.jsonl").write_text("".join(json.dumps({"id": k, "neighbours": v}) + "\n" for k, v in nb.items()))
+    rep = build_renamed_episodes(tmp_path / "m.jsonl", tmp_path / "e.jsonl", shots=3, copies=2, seed=0)
+    assert rep["episodes"] == 4 and rep["skipped_label_not_in_shots"] == 4  # r3 + the 3 without neighbours
+    eps = load_manifest(tmp_path / "e.jsonl")
+    for e in eps:
+        orig = {r["id"]: r["output"] for r in rows}
+        src = e.id.split("/")[0]
+        assert e.output not in labels and e.output in e.options  # renamed, and offered
+        names = {}
+        for sh, nid in zip(e.shots, reversed(nb[src])):
+            names.setdefault(orig[nid], sh["output"])
+            assert names[orig[nid]] == sh["output"]  # one name per label within the episode
+        assert names.get(orig[src]) == e.output
+        rendered, refs = render_record(e, byte_level_tokenizer())
+        assert len(refs) == 4 and rendered.text.count("<audio>") == 4
+        assert refs[0].path == tmp_path / f"c{nb[src][-1][1:]}.wav" and refs[-1].path == tmp_path / f"c{src[1:]}.wav"
+    assert eps[0].output != eps[1].output or eps[0].options != eps[1].options  # fresh names per copy
