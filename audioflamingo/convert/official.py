@@ -120,6 +120,11 @@ def apply_plan(model: torch.nn.Module, source, plan: Plan, extra: dict[str, torc
             raise ModelLoadError(f"{dup}: duplicate of {kept}, which the checkpoint lacks")
         if not torch.equal(source[dup], source[kept]):
             raise ModelLoadError(f"{dup} differs from {kept}: the checkpoint's duplicated groups disagree")
+    for ours, off in plan.mapped.items():  # tied in the model (embeddings / lm_head): the copies must agree
+        partner = ties.get(ours)
+        if partner in plan.mapped and ours < partner and not torch.equal(source[off], source[plan.mapped[partner]]):
+            raise ModelLoadError(f"{off} and {plan.mapped[partner]} differ, but the LM ties them "
+                                 f"({ours} = {partner}): untied checkpoint for a tied LM config")
     for off, name in plan.derived.items():
         want = (derived_values or {}).get(name)
         got = source[off]

@@ -311,3 +311,12 @@ def test_cli_convert_writes_a_usable_directory_or_nothing(tmp_path, capsys):
 
 
 SR_AF1 = 44100
+
+
+def test_untied_head_for_a_tied_lm_is_refused(tmp_path):
+    lm, st, _ = _af1(tmp_path)
+    st = dict(st)
+    st["lang_encoder.lm_head.weight"] = st["lang_encoder.lm_head.weight"] + 0.5
+    torch.save({"model_state_dict": st}, tmp_path / "untied.pt")
+    with pytest.raises(ModelLoadError, match="ties them"):
+        convert("af1", tmp_path / "untied.pt", lm, tmp_path / "o", clap=tmp_path / "clapcap.pth")
