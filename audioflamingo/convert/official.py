@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -39,9 +38,9 @@ class Plan:
                 "derived_checked": len(self.derived), "unmapped": len(self.unmapped)}
 
 
-def plan_keys(official_keys: list[str], flavour: str, layer_to_xattn: dict[int, int],
-              encoder_map: Callable[[str], str | None] | None = None) -> Plan:
-    """Decide where every official key goes (no tensor is read here)."""
+def plan_keys(official_keys: list[str], flavour: str, layer_to_xattn: dict[int, int]) -> Plan:
+    """Decide where every official non-encoder key goes (no tensor is read here); the encoder's
+    tensors are converted by convert/htsat.py and arrive in `apply_plan` as `extra`."""
     f = FLAVOURS[flavour]
     plan = Plan()
     layers_path = None
@@ -78,12 +77,6 @@ def plan_keys(official_keys: list[str], flavour: str, layer_to_xattn: dict[int, 
         if k.startswith("lang_encoder."):
             plan.mapped["lm." + k[len("lang_encoder."):]] = k
             continue
-        prefix = next((p for p in f["clap_prefixes"] if k.startswith(p)), None)
-        if prefix is not None and encoder_map is not None:
-            ours = encoder_map(k[len(prefix):])
-            if ours is not None:
-                plan.mapped["encoder." + ours] = k
-                continue
         plan.unmapped.append(k)
     return plan
 
