@@ -71,12 +71,14 @@ class AudioFlamingoPipeline:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu", dtype: str | None = None,
-             **kw) -> "AudioFlamingoPipeline":
+             lite: bool = False, **kw) -> "AudioFlamingoPipeline":
+        """lite: a lean Qwen2/Llama runtime for greedy decoding (transformers is imported only if
+        beams, sampling or streaming are asked for); same outputs, seconds less start-up."""
         from audioflamingo.model.flamingo import AudioFlamingo
 
         if model_dir is None:
             model_dir = default_model_dir()
-        model, tokenizer = AudioFlamingo.from_pretrained(model_dir, device=device,
+        model, tokenizer = AudioFlamingo.from_pretrained(model_dir, device=device, lite=lite,
                                                          dtype=getattr(torch, dtype) if dtype else None)
         return cls(model, tokenizer, **kw)
 

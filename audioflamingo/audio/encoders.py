@@ -32,7 +32,7 @@ class AudioEncoder(nn.Module):
 class MelConvEncoder(AudioEncoder):
     def __init__(self, cfg: EncoderConfig, window: WindowConfig):
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
+        from audioflamingo.audio.mel import slaney_mel_filters
 
         self.sample_rate = window.sample_rate
         self.dim, self.tokens_per_window = cfg.dim, cfg.tokens_per_window
@@ -43,15 +43,7 @@ class MelConvEncoder(AudioEncoder):
         self.win_length = int(round(0.025 * sr))
         self.hop = int(round(0.010 * sr))
         self.n_fft = 1 << (self.win_length - 1).bit_length()
-        fb = mel_filter_bank(
-            num_frequency_bins=self.n_fft // 2 + 1,
-            num_mel_filters=cfg.n_mels,
-            min_frequency=0.0,
-            max_frequency=sr / 2,
-            sampling_rate=sr,
-            norm="slaney",
-            mel_scale="slaney",
-        )
+        fb = slaney_mel_filters(self.n_fft // 2 + 1, cfg.n_mels, sr)
         # Derived from the config, so not saved: weights files stay encoder-agnostic.
         self.register_buffer("mel_fb", torch.tensor(fb, dtype=torch.float32), persistent=False)
         self.register_buffer("stft_window", torch.hann_window(self.win_length), persistent=False)

@@ -83,7 +83,9 @@ class AudioFlamingo(nn.Module):
         # The window geometry is part of the key: a curriculum stage that changes it must re-encode.
         geometry = f":{w.window_samples}:{w.hop_samples}:{w.max_windows}:{w.long_audio}"
         keys = [ClipCache.key(x) + geometry for x in waves]
-        out: list[torch.Tensor | None] = [self.clip_cache.get(k) for k in keys]
+        # An encoder being trained changes every step, so its features are never reused.
+        cacheable = self.config.encoder.frozen or not any(p.requires_grad for p in self.encoder.parameters())
+        out: list[torch.Tensor | None] = [self.clip_cache.get(k) if cacheable else None for k in keys]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:
             windows = [make_windows(waves[i], self.config.window, names[i]).frames for i in todo]
@@ -99,7 +101,7 @@ class AudioFlamingo(nn.Module):
                 f = feats_t[pos : pos + len(w)]
                 pos += len(w)
                 out[i] = f
-                if self.config.encoder.frozen:
+                if cacheable:
                     self.clip_cache.put(keys[i], f.detach())
         return out  # type: ignore[return-value]
 
@@ -157,13 +159,37 @@ class AudioFlamingo(nn.Module):
         kw.setdefault("pad_token_id", self.special.pad)
         # An <audio> token the model wrote itself would have no audio behind it, so it is banned.
         # Appended last, after any processor of the caller's, so nothing can undo it.
-        from transformers import LogitsProcessorList
+        processors = list(kw.pop("logits_processor", None) or []) + [_BanToken(self.special.audio)]
+        if self.is_lite and not _lite_can_decode(kw):
+            self.use_hf_lm()
+        if not self.is_lite:
+            from transformers import LogitsProcessorList
 
-        processors = LogitsProcessorList(kw.pop("logits_processor", None) or [])
-        processors.append(_BanToken(self.special.audio))
+            processors = LogitsProcessorList(processors)
         kw["logits_processor"] = processors
         with self.conditioned(audio):
             return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
+
+    @property
+    def is_lite(self) -> bool:
+        from audioflamingo.model.lite import LiteCausalLM
+
+        return isinstance(self.lm, LiteCausalLM)
+
+    def use_hf_lm(self) -> None:
+        """Swap the lean inference LM for the transformers model holding the same tensors (beams,
+        sampling, streaming, training). A no-op when the LM already is a transformers model."""
+        if not self.is_lite:
+            return
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        lm_cfg = self.lm.config.to_dict()
+        hf = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg))
+        hf.load_state_dict(self.lm.state_dict(), strict=True)
+        p = next(self.lm.parameters())
+        hf.to(p.device, p.dtype).eval().requires_grad_(False)
+        self.fusion.attach(hf)
+        self.lm = hf
 
     # ----------------------------------------------------------------------------- persistence
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -184,11 +210,15 @@ class AudioFlamingo(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None):
-        """Load a directory written by `save_pretrained`; returns (model, tokenizer). Strict."""
-        from safetensors.torch import load_model
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+                        dtype: torch.dtype | None = None, lite: bool = False):
+        """Load a directory written by `save_pretrained`; returns (model, tokenizer). Strict.
 
+        lite: run Qwen2/Llama LMs on `model.lite` (same tensors and outputs, transformers not
+        imported: seconds less start-up); other LMs load as transformers models regardless."""
+        from safetensors.torch import load_model
+
+        from audioflamingo.model import lite as lite_lm
+        from audioflamingo.text.lite_tokenizer import load_tokenizer
         from audioflamingo.text.tokenizer import special_ids
 
         d = Path(directory)
@@ -196,16 +226,21 @@ class AudioFlamingo(nn.Module):
             if not (d / name).is_file():
                 raise ModelLoadError(f"{d / name}: missing (not an audioflamingo model directory)")
         cfg = AudioFlamingoConfig.load(d / CONFIG_NAME)
-        tokenizer = AutoTokenizer.from_pretrained(str(d))
-        lm_cfg = dict(cfg.lm)
-        lm_config = AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg)
-        lm = AutoModelForCausalLM.from_config(lm_config)
+        tokenizer = load_tokenizer(d, lite=lite)
+        if lite and lite_lm.supports(cfg.lm):
+            lm = lite_lm.LiteCausalLM(cfg.lm)
+        else:
+            from transformers import AutoConfig, AutoModelForCausalLM
+
+            lm_cfg = dict(cfg.lm)
+            lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg))
         model = cls(cfg, lm, special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token))
         try:
             load_model(model, str(d / WEIGHTS_NAME), strict=True)
         except RuntimeError as err:
             raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({str(err).splitlines()[0]})") from None
         model.eval()
+        model.requires_grad_(False)  # inference; training stages choose what to train (set_trainable)
         if dtype is not None:
             model.to(dtype)
         return model.to(device), tokenizer
@@ -218,6 +253,13 @@ class _BanToken:
     def __call__(self, input_ids, scores):
         scores[:, self.token_id] = -float("inf")
         return scores
+
+
+def _lite_can_decode(kw: dict) -> bool:
+    """Greedy decoding without a streamer is all `LiteCausalLM.generate` does."""
+    simple = {"max_new_tokens", "eos_token_id", "pad_token_id", "logits_processor", "num_beams", "do_sample",
+              "temperature", "top_k", "top_p"}
+    return (set(kw) <= simple and int(kw.get("num_beams") or 1) == 1 and not kw.get("do_sample"))
 
 
 def _accepts_position_ids(lm: nn.Module) -> bool:

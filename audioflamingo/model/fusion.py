@@ -87,6 +87,14 @@ class FlamingoFusion(nn.Module):
         self.xattn = nn.ModuleDict({str(i): GatedXAttnDense(dim, dim_audio, xattn_cfg) for i in self.layer_ids})
         self.audio_token_id = audio_token_id
         self.state: AudioState | None = None
+        self._handles = []
+        self.attach(lm)
+
+    def attach(self, lm: nn.Module) -> None:
+        """Hook these xattn layers into `lm` (and out of the LM they were on): an LM with the same
+        layout, e.g. the transformers twin of a lean inference LM."""
+        self.remove_hooks()
+        self._layers = list(find_decoder_layers(lm))
         self._handles = [lm.register_forward_pre_hook(self._on_lm_call, with_kwargs=True)]
         for i in self.layer_ids:
             self._handles.append(

@@ -1,7 +1,8 @@
 """What each training stage trains (the rest is frozen and kept out of the optimizer).
 
-pretrain: transformation layers + xattn-dense only (LM and audio encoder frozen)
-sft, chat: the above and the whole LM (audio encoder still frozen)
+pretrain: transformation layers + xattn-dense only (LM frozen)
+sft, chat: the above and the whole LM
+(the audio encoder too, in these three, when its config says it is not frozen: recipe `train_encoder`)
 lm: the LM alone, on text only (language-model pre-training of a model built from scratch)
 """
 from __future__ import annotations

@@ -142,17 +142,24 @@ class Trainer:
                                lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
         else:
             model, tok = AudioFlamingo.from_pretrained(init)
+        if m.get("train_encoder"):
+            # The LM loss then shapes the audio features too (the lm stage still leaves them alone).
+            model.config.encoder.frozen = False
         return model.to(self.env.device), tok
 
     def _clip_features(self, model, ref):
+        """Encoder features of one clip. A frozen encoder's features are cached; a trained one's are
+        recomputed every step (with gradients) from the cached waveform."""
         w = model.config.window
-        key = (ref, w.max_windows)
+        trained = not model.config.encoder.frozen
+        key = (ref, w.max_windows, trained)
         if key in self.features:
             self.features.move_to_end(key)
-            return self.features[key]
+            hit = self.features[key]
+            return model.encode_clips([hit], [str(ref.path)])[0] if trained else hit
         wave = load_audio(ref.path, w.sample_rate, w.max_duration_seconds, ref.offset, ref.duration)
-        feats = model.encode_clips([wave], [str(ref.path)])[0].detach()
-        self.features[key] = feats
+        feats = model.encode_clips([wave], [str(ref.path)])[0]
+        self.features[key] = wave if trained else feats.detach()
         if len(self.features) > 4096:
             self.features.popitem(last=False)
         return feats

@@ -158,3 +158,26 @@ def test_recipe_task_description_override_and_unknown_keys(tmp_path):
     r.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match="unknown key.*learning_rate"):
         load_recipe(r)
+
+
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_encoder):
+    import yaml
+
+    from audioflamingo.model.flamingo import AudioFlamingo
+    from audioflamingo.presets import build
+
+    m = write_toy(tmp_path / "toy", n=8)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=3, kind="pretrain", micro=4)
+    recipe = yaml.safe_load(r.read_text())
+    recipe["model"]["train_encoder"] = train_encoder
+    r.write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(r), "--no-progress"]) == 0
+    before, _ = build("tiny", seed=0)
+    after, _ = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
+    changed = [n for n, p in after.encoder.state_dict().items() if not torch.equal(p, before.encoder.state_dict()[n])]
+    assert bool(changed) == train_encoder, changed
+    assert after.config.encoder.frozen == (not train_encoder)
+    # Inference caches clip features either way (nothing is being trained there).
+    after.encode_clips([torch.zeros(16000).numpy()])
+    assert len(after.clip_cache._d) == 1
