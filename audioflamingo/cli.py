@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="audio file (default: the bundled example clip)")
     p.add_argument("--question", default="What do you hear first?")
     p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled default model)")
+    p.add_argument("--lm-impl", choices=["auto", "transformers"], default="auto",
+                   help="auto: the lean runtime where it applies (Qwen2/Llama, greedy); transformers: always")
 
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
     p.add_argument("--model", metavar="DIR")
@@ -196,7 +198,7 @@ def run(args) -> int:
         from audioflamingo.tasks import AudioFlamingoPipeline, example_clip
 
         clip = args.file or example_clip()
-        pipe = AudioFlamingoPipeline.load(args.model, lite=True)
+        pipe = AudioFlamingoPipeline.load(args.model, lite=args.lm_impl == "auto")
         print(f"clip:     {clip}")
         print(f"caption:  {pipe.caption([clip])[0]}")
         print(f"question: {args.question}")

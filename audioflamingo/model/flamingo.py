@@ -84,14 +84,15 @@ class AudioFlamingo(nn.Module):
         geometry = f":{w.window_samples}:{w.hop_samples}:{w.max_windows}:{w.long_audio}"
         keys = [ClipCache.key(x) + geometry for x in waves]
         # An encoder being trained changes every step, so its features are never reused.
-        cacheable = self.config.encoder.frozen or not any(p.requires_grad for p in self.encoder.parameters())
+        training_encoder = self.training and any(p.requires_grad for p in self.encoder.parameters())
+        cacheable = not training_encoder
         out: list[torch.Tensor | None] = [self.clip_cache.get(k) if cacheable else None for k in keys]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:
             windows = [make_windows(waves[i], self.config.window, names[i]).frames for i in todo]
             frames = torch.from_numpy(np.concatenate(windows))
             feats = []
-            grad = torch.enable_grad() if (self.training and not self.config.encoder.frozen) else torch.no_grad()
+            grad = torch.enable_grad() if training_encoder else torch.no_grad()
             with grad:
                 for s in range(0, len(frames), chunk):
                     feats.append(self.encoder(frames[s : s + chunk].to(self.device)))

@@ -1,8 +1,6 @@
 """Training recipes (YAML): the model to start from, shared settings, and the stages to run.
 
     model: {init: tiny}                    # a preset name, or a model directory to continue from
-                                           # train_encoder: true -> the audio encoder is trained too
-                                           # (pretrain/sft/chat stages)
     output_dir: runs/tiny                  # relative paths are relative to the recipe file
     seed: 0
     train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
@@ -12,6 +10,8 @@
         steps: 200
         lr: 1.0e-4
         max_windows: 3                     # AF2 curriculum: windows per clip in this stage
+        train_encoder: true                # the LM loss reaches the audio encoder too (not in lm)
+        encoder_lr: 1.0e-5                 # its learning rate (default: the stage's), no weight decay
         epoch_size: 1000                   # virtual epoch (samples) of the mixture
         datasets:
           - {manifest: data/caps.jsonl, weight: 2.0}
@@ -52,6 +52,8 @@ class StageSpec:
     min_lr_ratio: float = 0.0
     epoch_size: int | None = None
     max_windows: int | None = None
+    train_encoder: bool | None = None  # None: as the model config's encoder.frozen says
+    encoder_lr: float | None = None
     val: list[str] = field(default_factory=list)
 
 
@@ -109,8 +111,9 @@ def load_recipe(path: str | Path) -> Recipe:
             d.icl_file = rel(d.icl_file) if d.icl_file else None
         stage = _build(StageSpec, {**s, "datasets": ds}, f"{p}: stages[{n}]")
         stage.val = [rel(v) for v in (stage.val if isinstance(stage.val, list) else [stage.val])]
-        for key in ("lr", "min_lr_ratio"):
-            setattr(stage, key, float(getattr(stage, key)))
+        for key in ("lr", "min_lr_ratio", "encoder_lr"):
+            if getattr(stage, key) is not None:
+                setattr(stage, key, float(getattr(stage, key)))
         if stage.kind not in STAGE_KINDS:
             raise ValueError(f"{p}: stages[{n}].kind must be one of {STAGE_KINDS}, not {stage.kind!r}")
         if not ds:

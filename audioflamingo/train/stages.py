@@ -2,7 +2,9 @@
 
 pretrain: transformation layers + xattn-dense only (LM frozen)
 sft, chat: the above and the whole LM
-(the audio encoder too, in these three, when its config says it is not frozen: recipe `train_encoder`)
+The audio encoder joins pretrain/sft/chat when the stage says `train_encoder: true` (or, when the
+stage says nothing, when the model config's encoder is not frozen); it gets its own learning rate
+and no weight decay, so fine-tuning nudges the CLAP-trained features rather than decaying them.
 lm: the LM alone, on text only (language-model pre-training of a model built from scratch)
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 from torch import nn
 
 
-def set_trainable(model, kind: str) -> None:
+def set_trainable(model, kind: str, train_encoder: bool | None = None) -> None:
     model.requires_grad_(False)
     if kind == "lm":
         model.lm.requires_grad_(True)
@@ -24,18 +26,23 @@ def set_trainable(model, kind: str) -> None:
         model.lm.requires_grad_(True)
     elif kind != "pretrain":
         raise ValueError(f"unknown stage kind {kind!r}")
-    if not model.config.encoder.frozen:
+    if train_encoder if train_encoder is not None else not model.config.encoder.frozen:
         model.encoder.requires_grad_(True)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only; gates, norms, biases and embeddings' 1-D params are not decayed."""
-    decay, no_decay = [], []
+def param_groups(model: nn.Module, weight_decay: float, encoder_lr: float | None = None) -> list[dict]:
+    """Decay matrices only; gates, norms, biases and embeddings' 1-D params are not decayed.
+    A trained audio encoder is its own group (encoder_lr, no decay)."""
+    decay, no_decay, encoder = [], [], []
+    enc = {id(p) for p in model.encoder.parameters()} if hasattr(model, "encoder") else set()
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (encoder if id(p) in enc else decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if encoder:
+        groups.append({"params": encoder, "weight_decay": 0.0, **({"lr": encoder_lr} if encoder_lr else {})})
+    return groups
 
 
 def count(model: nn.Module) -> dict[str, int]:
@@ -59,7 +66,8 @@ def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
 
 
 def make_optimizer(model, stage, train) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    opt = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=stage.lr, betas=tuple(train.betas))
+    opt = torch.optim.AdamW(param_groups(model, train.weight_decay, stage.encoder_lr), lr=stage.lr,
+                            betas=tuple(train.betas))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lr_lambda(stage.warmup_steps, stage.steps, stage.schedule, stage.min_lr_ratio))
     return opt, sched

@@ -142,16 +142,13 @@ class Trainer:
                                lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
         else:
             model, tok = AudioFlamingo.from_pretrained(init)
-        if m.get("train_encoder"):
-            # The LM loss then shapes the audio features too (the lm stage still leaves them alone).
-            model.config.encoder.frozen = False
         return model.to(self.env.device), tok
 
     def _clip_features(self, model, ref):
         """Encoder features of one clip. A frozen encoder's features are cached; a trained one's are
         recomputed every step (with gradients) from the cached waveform."""
         w = model.config.window
-        trained = not model.config.encoder.frozen
+        trained = any(p.requires_grad for p in model.encoder.parameters())
         key = (ref, w.max_windows, trained)
         if key in self.features:
             self.features.move_to_end(key)
@@ -205,7 +202,7 @@ class Trainer:
         self.skipped = state.get("skipped", 0) if state else 0
         for si in range(start_stage, len(rc.stages)):
             stage = rc.stages[si]
-            set_trainable(model, stage.kind)
+            set_trainable(model, stage.kind, stage.train_encoder)
             if stage.max_windows:
                 model.config.window.max_windows = stage.max_windows
             opt, sched = make_optimizer(model, stage, tr)
@@ -361,7 +358,7 @@ def dry_run(recipe: Recipe) -> str:
              f"global batch: {tr.micro_batch_size} x {tr.grad_accum} accum x {t.env.world} process(es) = "
              f"{tr.micro_batch_size * tr.grad_accum * t.env.world} samples; max {tr.max_tokens} tokens per sample"]
     for si, st in enumerate(recipe.stages):
-        set_trainable(model, st.kind)
+        set_trainable(model, st.kind, st.train_encoder)
         c = count(model)
         data = StageData(st, tok, recipe, si)
         lines.append(f"stage {si + 1} {st.name!r} ({st.kind}): {st.steps} steps, lr {st.lr:g}, "

@@ -166,18 +166,25 @@ def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_
 
     from audioflamingo.model.flamingo import AudioFlamingo
     from audioflamingo.presets import build
+    from audioflamingo.train.recipe import load_recipe
+    from audioflamingo.train.stages import make_optimizer, set_trainable
 
     m = write_toy(tmp_path / "toy", n=8)
-    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=3, kind="pretrain", micro=4)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=3, kind="sft", micro=4)
     recipe = yaml.safe_load(r.read_text())
-    recipe["model"]["train_encoder"] = train_encoder
+    recipe["stages"][0].update(train_encoder=train_encoder, encoder_lr=1e-3)
     r.write_text(yaml.safe_dump(recipe))
     assert main(["train", str(r), "--no-progress"]) == 0
     before, _ = build("tiny", seed=0)
     after, _ = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
     changed = [n for n, p in after.encoder.state_dict().items() if not torch.equal(p, before.encoder.state_dict()[n])]
     assert bool(changed) == train_encoder, changed
-    assert after.config.encoder.frozen == (not train_encoder)
+    # Its own optimizer group: the stage's encoder_lr, no weight decay.
+    stage = load_recipe(r).stages[0]
+    set_trainable(before, stage.kind, stage.train_encoder)
+    groups = make_optimizer(before, stage, load_recipe(r).train)[0].param_groups
+    enc = [g for g in groups if any(p is q for p in g["params"] for q in before.encoder.parameters())]
+    assert (len(enc) == 1 and enc[0]["initial_lr"] == 1e-3 and enc[0]["weight_decay"] == 0.0) if train_encoder else not enc
     # Inference caches clip features either way (nothing is being trained there).
     after.encode_clips([torch.zeros(16000).numpy()])
     assert len(after.clip_cache._d) == 1
