@@ -27,6 +27,11 @@ from audioflamingo.train.recipe import Recipe, StageSpec
 from audioflamingo.train.stages import count, make_optimizer, set_trainable
 
 
+# Per-clip cache of encoder features (or waveforms, while the encoder trains): a corpus' worth of
+# 10 s clips' features is ~20 KB each, so 2 GB holds about 100k clips, or about 3k waveforms.
+CACHE_BYTES = 2 * 2**30
+
+
 class TrainingDiverged(AudioFlamingoError):
     pass
 
@@ -128,6 +133,7 @@ class Trainer:
         self.out = Path(recipe.output_dir)
         self.progress = progress and self.env.main
         self.features: OrderedDict = OrderedDict()
+        self.cache_bytes = 0
         self.skipped = 0
 
     # ------------------------------------------------------------------ setup
@@ -156,9 +162,11 @@ class Trainer:
             return model.encode_clips([hit], [str(ref.path)])[0] if trained else hit
         wave = load_audio(ref.path, w.sample_rate, w.max_duration_seconds, ref.offset, ref.duration)
         feats = model.encode_clips([wave], [str(ref.path)])[0]
-        self.features[key] = wave if trained else feats.detach()
-        if len(self.features) > 4096:
-            self.features.popitem(last=False)
+        kept = wave if trained else feats.detach()
+        self.features[key] = kept
+        self.cache_bytes += kept.nbytes  # numpy arrays and tensors both have it
+        while self.cache_bytes > CACHE_BYTES and len(self.features) > 1:
+            self.cache_bytes -= self.features.popitem(last=False)[1].nbytes
         return feats
 
     def _prepare(self, model, data: StageData, items, tok):
