@@ -207,7 +207,7 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
         step += 1
         if env.main:
             with (out / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps({"step": step, "loss": value, "temperature": float(1 / model.scale),
+                f.write(json.dumps({"step": step, "loss": value, "temperature": float(1 / model.scale.detach()),
                                     "lr": sched.get_last_lr()[0], "samples_per_s": len(waves) * env.world /
                                     (time.perf_counter() - t0), "skipped_clips": skipped,
                                     "peak_rss_mb": _peak_rss_mb()}) + "\n")
