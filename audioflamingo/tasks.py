@@ -201,7 +201,10 @@ class AudioFlamingoPipeline:
         pad = input_ids.shape[1]
         labels_t = torch.full_like(input_ids, IGNORE)
         for i, (ids, lab) in enumerate(rows):
-            labels_t[i, pad - len(ids):] = torch.tensor(lab)
+            # score the query's answer only: the examples' answers are targets too (the training
+            # template), and counting them would add the same cost to every label's score
+            start = max(j for j in range(len(lab)) if lab[j] != IGNORE and (j == 0 or lab[j - 1] == IGNORE))
+            labels_t[i, pad - len(ids) + start:] = torch.tensor(lab[start:])
         logits = self.model(input_ids, attn, audio=state).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         tgt = labels_t[:, 1:]

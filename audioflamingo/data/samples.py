@@ -1,7 +1,7 @@
 """From manifest records to training samples: rendered template + the audio segments it needs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -53,11 +53,16 @@ def render_record(r: Record, tokenizer, shots: Sequence[Record] = (), lowercase:
 
 
 def tokenized_with_budget(r: Record, tokenizer, shots: Sequence[Record], max_tokens: int, lowercase: bool = False):
-    """Drop the farthest shots until the sample fits `max_tokens`; a lone sample is cut at the end."""
+    """Drop the farthest shots (retrieved or inline) until the sample fits `max_tokens`; a lone
+    sample is cut at the end. Cutting an ICL sample instead would cut off its answer, the only
+    token that teaches reading the examples."""
     shots = list(shots)
     while True:
         rendered, refs = render_record(r, tokenizer, shots, lowercase)
         ids, labels = tokenize(rendered, tokenizer)
-        if len(ids) <= max_tokens or not shots:
+        if len(ids) <= max_tokens or not (shots or r.shots):
             return ids[:max_tokens], labels[:max_tokens], refs
-        shots = shots[1:]
+        if shots:
+            shots = shots[1:]
+        else:
+            r = replace(r, shots=r.shots[1:] or None)

@@ -100,6 +100,10 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     support = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot_support.jsonl").read_text().splitlines()]
     assert {r["output"] for r in fewshot} == set(sa["novel_instruments"])
     assert not {r["source"] for r in fewshot} & {r["source"] for r in support}
+    for split in ("novel-support", "novel-test"):  # both halves hold every register and tempo
+        attrs = [e["attrs"] for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines()
+                 for e in json.loads(line)["events"] if json.loads(line)["split"] == split]
+        assert {"high", "low"} <= {a["pitch"] for a in attrs} and {a["tempo"] for a in attrs} == {"slow", "fast"}
     train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text() for t in ("caption", "aqa", "dialogue"))
     assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
     from audioflamingo.data.manifest import load_manifest
@@ -151,3 +155,25 @@ def test_renamed_episodes_keep_labels_consistent_within_an_episode(tmp_path):
         assert len(refs) == 4 and rendered.text.count("<audio>") == 4
         assert refs[0].path == tmp_path / f"c{nb[src][-1][1:]}.wav" and refs[-1].path == tmp_path / f"c{src[1:]}.wav"
     assert eps[0].output != eps[1].output or eps[0].options != eps[1].options  # fresh names per copy
+
+
+def test_episodes_over_budget_drop_farthest_shots_and_keep_the_answer(tmp_path):
+    from audioflamingo.data.manifest import load_manifest
+    from audioflamingo.data.samples import tokenized_with_budget
+    from audioflamingo.text.templates import IGNORE
+    from audioflamingo.text.tokenizer import byte_level_tokenizer
+
+    opts = ["bokadu", "fesima", "garulo", "kenipo"]
+    shots = [{"audio": f"s{i}.wav", "instruction": "Which instrument?", "output": opts[i], "options": opts}
+             for i in range(4)]
+    row = {"id": "e", "audio": "q.wav", "task": "classify", "instruction": "Which instrument?",
+           "output": "kenipo", "options": opts, "shots": shots}
+    (tmp_path / "e.jsonl").write_text(json.dumps(row) + "\n")
+    rec = load_manifest(tmp_path / "e.jsonl")[0]
+    tok = byte_level_tokenizer()
+    full_ids, _, full_refs = tokenized_with_budget(rec, tok, [], 10_000)
+    ids, labels, refs = tokenized_with_budget(rec, tok, [], len(full_ids) - 1)
+    assert len(full_refs) == 5 and len(ids) < len(full_ids)
+    assert [r.path.name for r in refs] == ["s1.wav", "s2.wav", "s3.wav", "q.wav"]  # the farthest went
+    targets = tok.decode([i for i, l in zip(ids, labels) if l != IGNORE]).replace(" ", "")
+    assert targets.endswith("kenipo<EOC></s>") and targets.count("kenipo") == 2  # shot 4's and the query's

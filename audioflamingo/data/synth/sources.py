@@ -185,9 +185,12 @@ def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utter
     for name, (prog, lo, hi) in KNOWN_INSTRUMENTS.items():
         bank += render_phrases(name, prog, lo, hi, phrases_per_instrument, rng, split_of)
     for name, (prog, lo, hi) in NOVEL_INSTRUMENTS.items():
-        # novel instruments: half the phrases are the retrieval datastore, half the queries
+        # novel instruments: half the phrases are the retrieval datastore, half the queries. Phrase k
+        # plays register k % 2 and tempo (k // 2) % 2, so the halves are alternate blocks of four: each
+        # half holds every register x tempo (a parity split put all high phrases in the datastore and
+        # all low ones among the queries, which measured cross-register retrieval, not few-shot).
         bank += render_phrases(name, prog, lo, hi, 24, rng,
-                               lambda rid: "novel-support" if int(rid.rsplit("/", 1)[1]) % 2 else "novel-test")
+                               lambda rid: "novel-support" if int(rid.rsplit("/", 1)[1]) // 4 % 2 else "novel-test")
     bank += render_speech(rng, utterances)
     bank += load_alerts()
     return bank

@@ -1,0 +1,28 @@
+"""Closed-set classification by likelihood: the score is the query answer's log-probability alone."""
+import numpy as np
+import torch
+
+from audioflamingo.tasks import AudioFlamingoPipeline, Query
+from audioflamingo.text.templates import IGNORE, Example, tokenize
+from tests.conftest import make_model, noise
+
+
+def test_score_counts_the_query_answer_only_with_shots():
+    model, tok = make_model("qwen2", gates=0.9)
+    pipe = AudioFlamingoPipeline(model, tok)
+    labels = ["dog bark", "rain"]
+    clip, shots = noise(1.2, seed=1), [(noise(0.9, seed=s), Example("What is it?", "dog bark", labels)) for s in (2, 3)]
+    ranked = {r["label"]: r["logprob"] for r in pipe.classify(clip, labels, instruction="What is it?", shots=shots)}
+    for label in labels:  # by hand: log p(label <EOC> | everything before it), one prompt at a time
+        q = Query(clip, "What is it?", "The task is audio classification.", labels, shots)
+        rendered = q.render(tok, label)
+        if rendered.segments[-1][0] == tok.eos_token:
+            rendered.segments.pop()
+        ids, lab = tokenize(rendered, tok)
+        start = len(lab) - next(i for i, l in enumerate(reversed(lab)) if l == IGNORE)  # last answer span
+        with torch.no_grad():
+            state = model.audio_state([model.encode_clips([s[0] for s in shots] + [clip])])
+            logp = model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), audio=state).logits[0].log_softmax(-1)
+        want = sum(float(logp[j - 1, ids[j]]) for j in range(start, len(ids)))
+        assert np.isclose(ranked[label], want, atol=1e-3), (label, ranked[label], want)
+        assert lab.count(IGNORE) < len(lab) - (len(ids) - start)  # the shots' answers were targets too
