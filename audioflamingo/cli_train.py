@@ -39,11 +39,29 @@ def add_train_commands(sub) -> None:
     p.add_argument("--out", help="neighbour file (default: <manifest>.icl.jsonl)")
 
     p = dsub.add_parser("build-episodes", help="label-renamed classification ICL episodes (teach reading labels "
-                                               "from the examples; needs build-icl first)")
-    p.add_argument("manifest")
-    p.add_argument("--out", required=True)
-    p.add_argument("--shots", type=int, default=4)
-    p.add_argument("--copies", type=int, default=2, help="episodes per record, each with fresh names")
+                                               "from the examples; needs build-icl first)",
+                          description="Each classification record becomes episodes whose examples are its kNN "
+                                      "neighbours (nearest last) and whose labels are renamed to fresh pseudo-words, "
+                                      "so the answer can only be read from the examples. Records whose label is not "
+                                      "among their neighbours are skipped. Example: audioflamingo data build-icl "
+                                      "data/synth/train_classify.jsonl && audioflamingo data build-episodes "
+                                      "data/synth/train_classify.jsonl --copies 4 --out data/synth/train_episodes4.jsonl")
+    p.add_argument("manifest", help="classification manifest (.jsonl) with a <manifest>.icl.jsonl beside it")
+    p.add_argument("--out", required=True, help="episode manifest to write (.jsonl)")
+    p.add_argument("--shots", type=int, default=4, help="examples per episode (default 4)")
+    p.add_argument("--copies", type=int, default=2, help="episodes per record, each with fresh names (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pseudo-word names")
+
+    p = dsub.add_parser("build-drills", help="copy drills: text records that repeat a random sequence (teach "
+                                             "copying from context in a kind: lm stage)",
+                        description="Writes task-`text` records like \"kadafu melody qooyhv | kadafu melody qooyhv\": "
+                                    "only the repeats are predictable, so an lm stage on them learns to copy from "
+                                    "earlier in the context, which few-shot use of new labels needs. Example: "
+                                    "audioflamingo data build-drills data/synth/train_caption.jsonl --count 20000 "
+                                    "--out data/synth/train_drills.jsonl")
+    p.add_argument("manifests", nargs="*", help="manifests whose words join the random sequences (optional)")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    p.add_argument("--count", type=int, default=20000, help="records to write (default 20000)")
     p.add_argument("--seed", type=int, default=0)
 
     p = dsub.add_parser("synth", help="generate the default model's corpus (real instrument samples, voices, "
@@ -77,6 +95,11 @@ def add_train_commands(sub) -> None:
 def run_train_commands(args) -> int:
     if args.command == "train":
         return _train(args)
+    if args.data_command == "build-drills":
+        from audioflamingo.data.icl import build_copy_drills, manifest_words
+
+        print(json.dumps(build_copy_drills(args.out, args.count, args.seed, manifest_words(args.manifests))))
+        return 0
     if args.data_command == "build-episodes":
         from audioflamingo.data.icl import build_renamed_episodes
 

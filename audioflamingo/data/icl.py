@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -133,3 +134,44 @@ def build_renamed_episodes(manifest: str | Path, out: str | Path, shots: int = 4
                 written += 1
     tmp.replace(out)
     return {"episodes": written, "skipped_label_not_in_shots": skipped, "out": str(out)}
+
+
+def build_copy_drills(out: str | Path, count: int, seed: int = 0, vocabulary: Sequence[str] = ()) -> dict:
+    """Text records (task `text`, for `kind: lm` stages) that repeat a random sequence 2-3 times:
+    "kadafu melody qooyhv | kadafu melody qooyhv". Only the repeats are predictable, so the loss
+    rewards copying from earlier in the context, the skill (an induction head) that reading labels
+    off in-context examples needs. A small LM trained on templated text alone does not learn it,
+    and label-renamed episodes alone teach it too slowly (measured: docs/MODEL_CARD.md).
+    Sequences mix pseudo-words, random letter strings and words of `vocabulary`, so copying is learnt
+    for any token pieces, not only for the corpus' words."""
+    rng = np.random.default_rng(seed)
+    vocab = sorted(set(vocabulary))
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+
+    def word() -> str:
+        u = rng.random()
+        if u < 0.5 or (u >= 0.8 and not vocab):
+            return _pseudo_word(rng)
+        if u < 0.8:
+            return "".join(rng.choice(letters, int(rng.integers(3, 9))))
+        return str(vocab[int(rng.integers(len(vocab)))])
+
+    out = Path(out)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for i in range(count):
+            seq = " ".join(word() for _ in range(int(rng.integers(2, 7))))
+            text = " | ".join([seq] * int(rng.integers(2, 4)))
+            f.write(json.dumps({"id": f"drill-{i:06d}", "task": "text", "output": text}) + "\n")
+    tmp.replace(out)
+    return {"drills": count, "vocabulary": len(vocab), "out": str(out)}
+
+
+def manifest_words(manifests: Sequence[str | Path]) -> list[str]:
+    """The lower-cased words of the outputs and dialogue turns of manifests."""
+    words: set[str] = set()
+    for m in manifests:
+        for r in load_manifest(m):
+            texts = [r.output] + [t.get("assistant", "") for t in r.turns or []]
+            words.update(w.strip(".,?!;:").lower() for t in texts for w in t.split())
+    return sorted(w for w in words if w)

@@ -18,7 +18,7 @@ SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 @dataclass
 class Record:
     id: str
-    audio: Path  # resolved against the manifest's folder
+    audio: Path | None  # resolved against the manifest's folder; None for task 'text'
     task: str
     instruction: str = ""
     output: str = ""
@@ -58,9 +58,10 @@ def _schema_validator():
 
 
 def _record(obj: dict[str, Any], base: Path, line: int) -> Record:
-    audio = Path(obj["audio"])
+    audio = Path(obj["audio"]) if obj.get("audio") else None  # None: a text record (lm stages)
     return Record(
-        id=str(obj.get("id", line)), audio=audio if audio.is_absolute() else base / audio, task=obj["task"],
+        id=str(obj.get("id", line)), audio=audio if audio is None or audio.is_absolute() else base / audio,
+        task=obj["task"],
         instruction=obj.get("instruction", ""), output=obj.get("output", ""), options=obj.get("options"),
         turns=obj.get("turns"), offset=float(obj.get("offset", 0.0)), duration=obj.get("duration"),
         source=obj.get("source", ""), task_description=obj.get("task_description"),
@@ -128,7 +129,7 @@ def validate_manifest(path: str | Path, check_audio: bool = True, progress: bool
         seen.setdefault(rec.id, n)
         if rec.task == "classify" and rec.output not in (rec.options or []):
             rep.problems.append(f"{p}:{n}: output {rec.output!r} is not one of the options")
-        if check_audio:
+        if check_audio and rec.audio is not None:
             if not rec.audio.is_file():
                 rep.problems.append(f"{p}:{n}: audio file not found: {rec.audio}")
                 continue

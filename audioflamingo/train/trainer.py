@@ -63,7 +63,14 @@ class Env:
 
 
 def text_sample(rec, tok, max_tokens: int):
-    """LM pre-training: the record's words as plain text, every token a target, no audio."""
+    """LM pre-training: the record's words as plain text, every token a target, no audio.
+
+    An ICL episode (inline shots) keeps its interleaved template, <audio> markers included but no
+    features, with its answers as the targets: reading a label off the examples is a text skill
+    (an induction head), learnt here at text-only speed before the audio stages need it."""
+    if rec.shots:
+        ids, labels, _ = tokenized_with_budget(rec, tok, [], max_tokens)
+        return ids, labels, []
     parts = [rec.instruction, rec.output] if rec.task != "dialogue" else [
         x for t in rec.turns or [] for x in (t["user"], t["assistant"])]
     ids = tok(" ".join(p for p in parts if p), add_special_tokens=False)["input_ids"]
@@ -97,6 +104,9 @@ class StageData:
                 if d.instruction and not r.instruction:
                     r.instruction = d.instruction
         self.text_only = stage.kind == "lm"
+        for d, recs in zip(stage.datasets, self.records):
+            if not self.text_only and any(r.audio is None for r in recs):
+                raise ValueError(f"{d.manifest}: has text records (no audio); they can only train `kind: lm` stages")
         self.shots = [d.icl_shots for d in stage.datasets]
         self.by_id = [{r.id: r for r in recs} for recs in self.records]
         self.icl = []

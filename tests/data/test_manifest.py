@@ -25,14 +25,16 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path, capsys):
         {"audio": "ok.wav", "task": "classify", "output": "cow", "options": ["dog", "cat"]},  # 7 not an option
         {"audio": "ok.wav", "task": "dialogue"},                                        # 8 no turns
         {"audio": "ok.wav", "task": "caption", "output": "x", "offset": 5.0},           # 9 offset past end
+        {"task": "caption", "output": "x"},                                             # 10 no audio
+        {"task": "text", "output": "plain text for lm stages"},                         # 11 fine: no audio needed
     ])
     rep = validate_manifest(m)
     lines = {int(p.split(":")[1]) for p in rep.problems}
-    assert lines == {2, 3, 4, 5, 6, 7, 8, 9}, rep.problems
-    assert rep.records == 5 and rep.tasks["caption"] == 3  # schema-valid lines
+    assert lines == {2, 3, 4, 5, 6, 7, 8, 9, 10}, rep.problems
+    assert rep.records == 6 and rep.tasks["caption"] == 3 and rep.tasks["text"] == 1  # schema-valid lines
     assert main(["data", "validate", str(m)]) == 1
     out, err = capsys.readouterr()
-    assert f"{m}:2: audio file not found" in out and "5 records" in err
+    assert f"{m}:2: audio file not found" in out and "6 records" in err
 
 
 def test_load_resolves_paths_relative_to_manifest(tmp_path):

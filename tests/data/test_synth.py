@@ -177,3 +177,19 @@ def test_episodes_over_budget_drop_farthest_shots_and_keep_the_answer(tmp_path):
     assert [r.path.name for r in refs] == ["s1.wav", "s2.wav", "s3.wav", "q.wav"]  # the farthest went
     targets = tok.decode([i for i, l in zip(ids, labels) if l != IGNORE]).replace(" ", "")
     assert targets.endswith("kenipo<EOC></s>") and targets.count("kenipo") == 2  # shot 4's and the query's
+
+
+def test_copy_drills_repeat_one_sequence_reproducibly(tmp_path):
+    from audioflamingo.data.icl import build_copy_drills
+    from audioflamingo.data.manifest import load_manifest, validate_manifest
+
+    build_copy_drills(tmp_path / "a.jsonl", 50, seed=3, vocabulary=["violin", "bell"])
+    build_copy_drills(tmp_path / "b.jsonl", 50, seed=3, vocabulary=["violin", "bell"])
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert validate_manifest(tmp_path / "a.jsonl").ok
+    recs = load_manifest(tmp_path / "a.jsonl")
+    for r in recs:
+        parts = r.output.split(" | ")
+        assert r.task == "text" and r.audio is None and len(parts) in (2, 3) and len(set(parts)) == 1
+    words = {w for r in recs for w in r.output.split()}
+    assert {"violin", "bell"} & words and len(words) > 100  # vocabulary words among fresh ones

@@ -188,3 +188,29 @@ def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_
     # Inference caches clip features either way (nothing is being trained there).
     after.encode_clips([torch.zeros(16000).numpy()])
     assert len(after.clip_cache._d) == 1
+
+
+def test_lm_stage_trains_on_copy_drills_and_episode_text_audio_stages_refuse_text(tmp_path, capsys):
+    from audioflamingo.data.icl import build_copy_drills
+    from audioflamingo.presets import build
+    from audioflamingo.train.trainer import text_sample
+
+    drills = tmp_path / "drills.jsonl"
+    build_copy_drills(drills, 16, seed=0, vocabulary=["violin", "bell"])
+    r = write_recipe(tmp_path / "lm.yaml", drills, tmp_path / "lm", steps=3, kind="lm")
+    assert main(["train", str(r), "--no-progress"]) == 0 and sorted(losses(tmp_path / "lm")) == [1, 2, 3]
+    r = write_recipe(tmp_path / "sft.yaml", drills, tmp_path / "sft", steps=1, kind="sft")
+    assert main(["train", str(r), "--no-progress"]) != 0
+    assert "drills.jsonl: has text records (no audio)" in capsys.readouterr().err
+
+    # an ICL episode as lm text: its template with <audio> markers, no clips, the answers the targets
+    _, tok = build("tiny")
+    row = {"id": "e", "audio": "q.wav", "task": "classify", "instruction": "Which?", "output": "kenipo",
+           "options": ["bokadu", "kenipo"], "shots": [{"audio": "s.wav", "instruction": "Which?",
+                                                      "output": "kenipo", "options": ["bokadu", "kenipo"]}]}
+    (tmp_path / "e.jsonl").write_text(json.dumps(row) + "\n")
+    from audioflamingo.data.manifest import load_manifest
+
+    ids, labels, clips = text_sample(load_manifest(tmp_path / "e.jsonl")[0], tok, 256)
+    assert clips == [] and tok.decode(ids).count("<audio>") == 2
+    assert tok.decode([i for i, l in zip(ids, labels) if l != -100]).replace(" ", "").count("kenipo<EOC>") == 2
