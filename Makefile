@@ -47,11 +47,14 @@ default-model: $(VENV)/.installed
 	$(AF) data build-icl $(SYNTH)/train_caption.jsonl --encoder runs/default-clap/final --k 8
 	$(AF) train recipes/default.yaml
 
-# The in-context-learning successor (docs/MODEL_CARD.md; not shipped yet): after default-model.
+# Stage 5, in-context learning (docs/MODEL_CARD.md), after default-model; the shipped model is its
+# soup: the mean of the weights after `chat` and after `chat-more`.
 default-model-icl: $(VENV)/.installed
 	$(AF) data build-drills $(SYNTH)/train_caption.jsonl --count 20000 --out $(SYNTH)/train_drills.jsonl
 	$(AF) data build-episodes $(SYNTH)/train_classify.jsonl --copies 4 --out $(SYNTH)/train_episodes4.jsonl
 	$(AF) train recipes/default-icl.yaml
+	rm -rf runs/default-icl/soup
+	$(AF) average runs/default-icl/stage-chat runs/default-icl/final --out runs/default-icl/soup
 
 # The model card's numbers: the held-out test split of the corpus, with the project's eval command.
 EVAL_OUT := runs/default-eval

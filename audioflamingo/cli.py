@@ -189,7 +189,7 @@ def run(args) -> int:
 
         return run_eval_command(args)
 
-    if args.command in ("data", "train"):
+    if args.command in ("data", "train", "average"):
         from audioflamingo.cli_train import run_train_commands
 
         return run_train_commands(args)

@@ -1,6 +1,7 @@
 """`audioflamingo data ...` and `audioflamingo train ...`."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -91,10 +92,32 @@ def add_train_commands(sub) -> None:
     t.add_argument("--nproc", type=int, default=1, help="processes on this machine (default 1)")
     t.add_argument("--no-progress", action="store_true")
 
+    a = sub.add_parser("average", help="element-wise mean of models fine-tuned from one start (a model soup)",
+                       description="Writes a model directory whose every weight is the (weighted) mean of the "
+                                   "given models' weights. The models must share config, tokenizer and tensor "
+                                   "shapes: checkpoints or stages of one run, or runs from one initialisation. "
+                                   "Two stages that trade skills (e.g. few-shot use vs dialogue) often average to "
+                                   "a model keeping most of both; measure it with `audioflamingo eval`.",
+                       epilog="example: audioflamingo average runs/default-icl/stage-chat runs/default-icl/final "
+                              "--out runs/default-icl/soup",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("models", nargs="+", metavar="DIR", help="two or more model directories")
+    a.add_argument("--out", required=True, metavar="DIR", help="model directory to write (must not exist)")
+    a.add_argument("--weights", help="comma-separated weights, one per model (default: equal); normalised to sum 1")
+
 
 def run_train_commands(args) -> int:
     if args.command == "train":
         return _train(args)
+    if args.command == "average":
+        from audioflamingo.train.average import average_models
+
+        try:
+            weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+        except ValueError:
+            raise ValueError(f"--weights: {args.weights!r} is not a comma-separated list of numbers") from None
+        print(json.dumps(average_models(args.models, args.out, weights)))
+        return 0
     if args.data_command == "build-drills":
         from audioflamingo.data.icl import build_copy_drills, manifest_words
 

@@ -1,0 +1,111 @@
+"""Weight averaging ("model soup"): the element-wise mean of models fine-tuned from one start.
+
+Two checkpoints of one run that trade skills against each other (the default model's chat stage
+keeps few-shot use, its chat-more stage gains dialogue) often average to a model that keeps most of
+both, because they lie in one basin of the loss. Only models with the same config, tokenizer and
+tensor names/shapes can be averaged; anything else is refused before a byte is written.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from audioflamingo.errors import ModelLoadError
+
+WEIGHTS = "model.safetensors"
+# Copied from the first model; they must be byte-identical across models (or absent from all).
+SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "vocab.json", "merges.txt")
+
+
+def _check_same_side_files(dirs: list[Path]) -> list[str]:
+    present = []
+    for name in SIDE_FILES:
+        blobs = [(d / name).read_bytes() if (d / name).is_file() else None for d in dirs]
+        if all(b is None for b in blobs):
+            continue
+        for d, b in zip(dirs[1:], blobs[1:]):
+            if b != blobs[0]:
+                what = "is missing" if b is None else "differs"
+                if name == "config.json" and b is not None and json.loads(b) == json.loads(blobs[0] or b"{}"):
+                    continue  # same settings, other formatting
+                raise ModelLoadError(f"{d / name}: {what} from {dirs[0] / name}; only models of one "
+                                     "architecture and tokenizer can be averaged")
+        present.append(name)
+    if "config.json" not in present:
+        raise ModelLoadError(f"{dirs[0]}: no config.json; expected a model directory")
+    return present
+
+
+def average_state(dirs: list[Path], weights: list[float]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Weighted mean of each tensor, accumulated in float64 and cast back to its stored dtype."""
+    from safetensors import safe_open
+
+    files = [d / WEIGHTS for d in dirs]
+    for f in files:
+        if not f.is_file():
+            raise ModelLoadError(f"{f}: not found; expected a model directory with {WEIGHTS}")
+    with safe_open(str(files[0]), framework="pt") as first:
+        names = list(first.keys())
+        keys = set(names)
+        metadata = first.metadata() or {}  # keeps the tied-weights note that load_model needs
+        acc = {k: first.get_tensor(k) for k in names}
+    dtypes = {k: t.dtype for k, t in acc.items()}
+    acc = {k: t.to(torch.float64) * weights[0] if t.is_floating_point() else t for k, t in acc.items()}
+    for f, w in zip(files[1:], weights[1:]):
+        with safe_open(str(f), framework="pt") as other:
+            if set(other.keys()) != keys:
+                diff = sorted(set(other.keys()) ^ keys)
+                raise ModelLoadError(f"{f}: tensor names differ from {files[0]} ({len(diff)}, e.g. {diff[0]})")
+            for k in names:
+                t = other.get_tensor(k)
+                if t.shape != acc[k].shape or t.dtype != dtypes[k]:
+                    raise ModelLoadError(f"{f}: {k} is {tuple(t.shape)} {t.dtype}, but "
+                                         f"{tuple(acc[k].shape)} {dtypes[k]} in {files[0]}")
+                if t.is_floating_point():
+                    acc[k] += t.to(torch.float64) * w
+                elif not torch.equal(t, acc[k]):
+                    raise ModelLoadError(f"{f}: integer tensor {k} differs from {files[0]}; cannot average it")
+    return {k: t.to(dtypes[k]).contiguous() for k, t in acc.items()}, metadata
+
+
+def average_models(models: list[str | Path], out: str | Path, weights: list[float] | None = None) -> dict:
+    """Write the (weighted) mean of `models` as a model directory at `out` (which must not exist).
+
+    Written to a temporary folder beside `out` and renamed, so a refusal or a crash leaves nothing.
+    """
+    from safetensors.torch import save_file
+
+    dirs = [Path(m) for m in models]
+    if len(dirs) < 2:
+        raise ModelLoadError("average needs at least two model directories")
+    for d in dirs:
+        if not d.is_dir():
+            raise ModelLoadError(f"{d}: not a model directory")
+    weights = [1.0] * len(dirs) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(dirs) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ModelLoadError(f"--weights: need {len(dirs)} non-negative numbers with a positive sum, got {weights}")
+    weights = [w / sum(weights) for w in weights]
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelLoadError(f"{out}: already exists and is not empty; choose a new --out")
+    side = _check_same_side_files(dirs)
+    state, metadata = average_state(dirs, weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS), metadata=metadata)
+        for name in side:
+            shutil.copyfile(dirs[0] / name, tmp / name)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return {"out": str(out), "models": [str(d) for d in dirs], "weights": [round(w, 6) for w in weights],
+            "tensors": len(state), "parameters": sum(t.numel() for t in state.values())}

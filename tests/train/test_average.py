@@ -1,0 +1,64 @@
+import torch
+
+from audioflamingo.cli import main
+from audioflamingo.model.flamingo import AudioFlamingo
+from tests.conftest import make_model
+
+
+def _save(tmp_path, name, **kw):
+    model, tok = make_model(**kw)
+    model.save_pretrained(tmp_path / name, tok)
+    return model
+
+
+def test_average_is_the_weighted_mean_of_every_tensor_and_loads(tmp_path, capsys):
+    a = _save(tmp_path, "a", seed=0)
+    b = _save(tmp_path, "b", seed=1)
+    pa, pb = dict(a.state_dict()), dict(b.state_dict())
+    assert any(not torch.equal(pa[k], pb[k]) for k in pa)  # the seeds differ somewhere
+
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mean")]) == 0
+    mean, _ = AudioFlamingo.from_pretrained(tmp_path / "mean")
+    for k, v in mean.state_dict().items():
+        torch.testing.assert_close(v, (pa[k] + pb[k]) / 2, rtol=0, atol=1e-6, msg=k)
+
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "3,1",
+                 "--out", str(tmp_path / "w")]) == 0
+    weighted, _ = AudioFlamingo.from_pretrained(tmp_path / "w")
+    for k, v in weighted.state_dict().items():
+        torch.testing.assert_close(v, 0.75 * pa[k] + 0.25 * pb[k], rtol=0, atol=1e-6, msg=k)
+    assert '"weights": [0.75, 0.25]' in capsys.readouterr().out
+
+
+def test_average_of_a_model_with_itself_is_that_model(tmp_path):
+    a = _save(tmp_path, "a", seed=3)
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "same")]) == 0
+    same, _ = AudioFlamingo.from_pretrained(tmp_path / "same")
+    for k, v in same.state_dict().items():
+        assert torch.equal(v, a.state_dict()[k]), k
+
+
+def test_average_refuses_other_architectures_and_writes_nothing(tmp_path, capsys):
+    _save(tmp_path, "a")
+    _save(tmp_path, "b", every=2)  # other config: cross-attention every 2nd layer
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mean")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "b/config.json" in err and "differs" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no output, no temp folder
+
+
+def test_average_refuses_bad_arguments(tmp_path, capsys):
+    _save(tmp_path, "a")
+    cases = [
+        (["average", str(tmp_path / "a"), "--out", str(tmp_path / "x")], "at least two"),
+        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "a")], "not empty"),
+        (["average", str(tmp_path / "a"), str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope"),
+        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1", "--out", str(tmp_path / "x")],
+         "--weights"),
+        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1,z", "--out", str(tmp_path / "x")],
+         "--weights"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
