@@ -140,7 +140,7 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
     model = build_clap(r["clap"], r["seed"]).to(env.device)
     if tr["freeze_text"]:
         model.text.requires_grad_(False)
-    datasets = [load_manifest(d["manifest"]) for d in r["datasets"]]
+    datasets = [load_manifest(d["manifest"], needs_audio="CLAP training") for d in r["datasets"]]
     sampler = MixtureSampler([len(d) for d in datasets], [d.get("weight", 1.0) for d in r["datasets"]],
                              sum(len(d) for d in datasets), r["seed"])
     opt = torch.optim.AdamW(param_groups(model, tr["weight_decay"]), lr=float(tr["lr"]))

@@ -54,7 +54,7 @@ def embed_records(records: list[Record], embedder: ClipEmbedder, cache_dir: str 
 
 def build_icl(manifest: str | Path, embedder: ClipEmbedder, k: int = 8, cache_dir: str | Path | None = None,
               out: str | Path | None = None, progress: bool = False) -> dict:
-    records = load_manifest(manifest)
+    records = load_manifest(manifest, needs_audio="kNN neighbours (build-icl)")
     cache_dir = cache_dir or Path(manifest).parent / ".af-embeddings"
     vectors, rows, computed = embed_records(records, embedder, cache_dir, progress)
     groups = [records[i].group for i in rows]
@@ -102,7 +102,7 @@ def build_renamed_episodes(manifest: str | Path, out: str | Path, shots: int = 4
     (`data build-icl` first); episodes whose true label is absent from its shots are skipped."""
     import numpy as np
 
-    records = {r.id: r for r in load_manifest(manifest)}
+    records = {r.id: r for r in load_manifest(manifest, needs_audio="an episode")}
     neighbours = load_icl(icl_file or icl_path(manifest))
     base = Path(manifest).parent
     rng = np.random.default_rng(seed)

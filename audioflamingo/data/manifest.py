@@ -71,8 +71,11 @@ def _record(obj: dict[str, Any], base: Path, line: int) -> Record:
     )
 
 
-def load_manifest(path: str | Path) -> list[Record]:
-    """Parse and schema-check a manifest; the first bad line raises ValueError naming file:line."""
+def load_manifest(path: str | Path, needs_audio: str | None = None) -> list[Record]:
+    """Parse and schema-check a manifest; the first bad line raises ValueError naming file:line.
+
+    needs_audio: what the records are for ("CLAP training", ...); text records (task 'text', no
+    audio) are then refused with one line naming the first of them."""
     p = Path(path)
     validator = _schema_validator()
     out = []
@@ -88,6 +91,9 @@ def load_manifest(path: str | Path) -> list[Record]:
             if errors:
                 raise ValueError(f"{p}:{n}: {_explain(errors[0])}")
             out.append(_record(obj, p.parent, n))
+            if needs_audio and out[-1].audio is None:
+                raise ValueError(f"{p}:{n}: a text record (task 'text', no audio); {needs_audio} needs audio "
+                                 "records (text records only train `kind: lm` stages)")
     return out
 
 

@@ -190,7 +190,7 @@ def synth(root: Path, name: str) -> list[Item]:
     from audioflamingo.data.manifest import load_manifest
 
     items = []
-    for r in load_manifest(_need(root / "eval" / f"{name}.jsonl")):
+    for r in load_manifest(_need(root / "eval" / f"{name}.jsonl"), needs_audio="evaluation"):
         if r.task == "dialogue":
             turns = [(t["user"], t["assistant"]) for t in r.turns or []]
             items.append(Item(r.id, r.audio, turns[-1][0], [turns[-1][1]], history=turns[:-1]))

@@ -159,7 +159,7 @@ def build_datastore(manifest: str | Path, out: str | Path, embedder, kind: str =
                     cache_dir: str | Path | None = None, progress: bool = False) -> dict:
     from audioflamingo.data.icl import embed_records
 
-    records = load_manifest(manifest)
+    records = load_manifest(manifest, needs_audio="a datastore")
     vectors, rows, computed = embed_records(records, embedder, cache_dir or Path(manifest).parent / ".af-embeddings",
                                             progress)
     if not rows:
@@ -175,7 +175,7 @@ def add_to_datastore(manifest: str | Path, directory: str | Path, embedder, cach
                      progress: bool = False) -> dict:
     from audioflamingo.data.icl import embed_records
 
-    records = load_manifest(manifest)
+    records = load_manifest(manifest, needs_audio="a datastore")
     vectors, rows, computed = embed_records(records, embedder, cache_dir or Path(manifest).parent / ".af-embeddings",
                                             progress)
     store = Datastore.open(directory, embedder.name, int(vectors.shape[1]) if rows else None, mmap=False)

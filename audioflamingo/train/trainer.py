@@ -124,7 +124,7 @@ class StageData:
                 raise ValueError(f"{d.manifest}: no records")
         self.sampler = MixtureSampler(sizes, [d.weight for d in stage.datasets], stage.epoch_size or sum(sizes),
                                       recipe.seed * 1000 + stage_index)
-        self.val = [r for v in stage.val for r in load_manifest(v)]
+        self.val = [r for v in stage.val for r in load_manifest(v, needs_audio="validation")]
 
     def item(self, d: int, i: int):
         rec = self.records[d][i]

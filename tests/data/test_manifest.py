@@ -43,3 +43,21 @@ def test_load_resolves_paths_relative_to_manifest(tmp_path):
     _write(m, [{"audio": "a.wav", "task": "dialogue", "turns": [{"user": "u", "assistant": "a"}], "source": "rec1"}])
     r = load_manifest(m)[0]
     assert r.audio == tmp_path / "sub" / "a.wav" and r.group == "rec1" and r.id == "1"
+
+
+def test_commands_that_need_audio_refuse_text_records_in_one_line(tmp_path, capsys):
+    sf.write(tmp_path / "ok.wav", np.zeros(1600, np.float32) + 0.1, 16000)
+    m = tmp_path / "mixed.jsonl"
+    _write(m, [{"audio": "ok.wav", "task": "caption", "output": "a tone"}, {"task": "text", "output": "a b | a b"}])
+    assert len(load_manifest(m)) == 2  # fine for lm stages
+    try:
+        load_manifest(m, needs_audio="CLAP training")
+        raise AssertionError("text record accepted")
+    except ValueError as err:
+        assert str(err).startswith(f"{m}:2: a text record") and "CLAP training needs audio" in str(err)
+    for argv in (["data", "build-icl", str(m), "--out", str(tmp_path / "n.jsonl")],
+                 ["index", "build", str(m), "--out", str(tmp_path / "store")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{m}:2: a text record" in err, err
+    assert not (tmp_path / "n.jsonl").exists() and not (tmp_path / "store").exists()

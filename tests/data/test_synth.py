@@ -104,7 +104,13 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
         attrs = [e["attrs"] for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines()
                  for e in json.loads(line)["events"] if json.loads(line)["split"] == split]
         assert {"high", "low"} <= {a["pitch"] for a in attrs} and {a["tempo"] for a in attrs} == {"slow", "fast"}
-    train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text() for t in ("caption", "aqa", "dialogue"))
+    aqa = [json.loads(x) for x in (tmp_path / "a" / "train_aqa.jsonl").read_text().splitlines()]
+    every = {r["id"]: r for x in (tmp_path / "a" / "train_aqa_all.jsonl").read_text().splitlines()
+             for r in [json.loads(x)]}
+    assert len(every) > 2 * len(aqa) and all(every[r["id"]] == r for r in aqa)  # a superset, same ids and texts
+    assert not (tmp_path / "a" / "eval" / "aqa_all.jsonl").exists() and not (tmp_path / "a" / "test_aqa_all.jsonl").exists()
+    train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text()
+                          for t in ("caption", "aqa", "aqa_all", "dialogue"))
     assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
     from audioflamingo.data.manifest import load_manifest
 
