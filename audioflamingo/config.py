@@ -77,14 +77,15 @@ class TransformationConfig:
 
     AF1: post-LN encoder layers, ReLU FFN, sinusoidal positions (a table of `max_positions`),
     input scaled by sqrt(dim). AF2: the same block with rotary positions (base `rotary_base`)
-    on the first `rotary_dim` channels of each head.
+    on the first `rotary_dim` channels of each head. rotary+sinusoidal: both (absolute time in the
+    tokens themselves, which rotary alone barely gives; see model/transformation.py).
     """
 
     dim: int = 64
     num_layers: int = 3
     num_heads: int = 8
     ffn_dim: int = 2048
-    positions: Literal["sinusoidal", "rotary"] = "rotary"
+    positions: Literal["sinusoidal", "rotary", "rotary+sinusoidal"] = "rotary"
     max_positions: int = 128
     rotary_base: float = 4096.0
     rotary_dim: int | None = None

@@ -211,11 +211,13 @@ class AudioFlamingo(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, lite: bool = False):
+                        dtype: torch.dtype | None = None, lite: bool = False, positions: str | None = None):
         """Load a directory written by `save_pretrained`; returns (model, tokenizer). Strict.
 
         lite: run Qwen2/Llama LMs on `model.lite` (same tensors and outputs, transformers not
-        imported: seconds less start-up); other LMs load as transformers models regardless."""
+        imported: seconds less start-up); other LMs load as transformers models regardless.
+        positions: switch the transformation layers' positions before fine-tuning (e.g. rotary ->
+        rotary+sinusoidal); the sinusoid table is derived, not learnt, so only it may be absent."""
         from safetensors.torch import load_model
 
         from audioflamingo.model import lite as lite_lm
@@ -227,6 +229,10 @@ class AudioFlamingo(nn.Module):
             if not (d / name).is_file():
                 raise ModelLoadError(f"{d / name}: missing (not an audioflamingo model directory)")
         cfg = AudioFlamingoConfig.load(d / CONFIG_NAME)
+        derived = set()
+        if positions and positions != cfg.transformation.positions:
+            cfg.transformation.positions = positions
+            derived = {"transformation.position_enc.pos_table"}
         tokenizer = load_tokenizer(d, lite=lite)
         if lite and lite_lm.supports(cfg.lm):
             lm = lite_lm.LiteCausalLM(cfg.lm)
@@ -237,9 +243,12 @@ class AudioFlamingo(nn.Module):
             lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg))
         model = cls(cfg, lm, special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token))
         try:
-            load_model(model, str(d / WEIGHTS_NAME), strict=True)
+            missing, unexpected = load_model(model, str(d / WEIGHTS_NAME), strict=not derived)
         except RuntimeError as err:
             raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({str(err).splitlines()[0]})") from None
+        if set(missing) - derived or set(unexpected) - derived:
+            extra = sorted((set(missing) | set(unexpected)) - derived)
+            raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({len(extra)} keys, e.g. {extra[0]})")
         model.eval()
         model.requires_grad_(False)  # inference; training stages choose what to train (set_trainable)
         if dtype is not None:

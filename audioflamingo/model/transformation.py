@@ -62,6 +62,12 @@ class EncoderLayer(nn.Module):
         return self.pos_ffn(self.slf_attn(x, key_mask, rotary, angles))
 
 
+# rotary (AF2) only moves attention scores, so its outputs carry little absolute time (a linear
+# probe finds a token's window index 27% of the time, majority class 19%) and the LM cannot tell
+# when a sound happens; rotary+sinusoidal adds AF1's table to the input as well.
+POSITIONS = ("sinusoidal", "rotary", "rotary+sinusoidal")
+
+
 class RepresentationTransformation(nn.Module):
     """(B, L, dim) features of one clip each, with a (B, L) validity mask -> (B, L, dim)."""
 
@@ -72,13 +78,13 @@ class RepresentationTransformation(nn.Module):
         self.cfg = cfg
         self.position_enc: nn.Module | None = None
         self.rotary: RotaryTime | None = None
-        if cfg.positions == "sinusoidal":
+        if cfg.positions not in POSITIONS:
+            raise ValueError(f"unknown positions {cfg.positions!r} (use one of {', '.join(POSITIONS)})")
+        if "sinusoidal" in cfg.positions:
             self.position_enc = SinusoidalPositions(cfg.dim, cfg.max_positions)
-        elif cfg.positions == "rotary":
+        if "rotary" in cfg.positions:
             rd = cfg.rotary_dim or default_rotary_dim(cfg.dim, cfg.num_heads)
             self.rotary = RotaryTime(min(rd, cfg.dim // cfg.num_heads), cfg.rotary_base)
-        else:
-            raise ValueError(f"unknown positions {cfg.positions!r} (use 'sinusoidal' or 'rotary')")
         self.layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.eps)
         self.layer_stack = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
 

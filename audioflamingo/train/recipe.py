@@ -1,6 +1,7 @@
 """Training recipes (YAML): the model to start from, shared settings, and the stages to run.
 
     model: {init: tiny}                    # a preset name, or a model directory to continue from
+                                           # (+ positions: rotary+sinusoidal to add absolute time)
     output_dir: runs/tiny                  # relative paths are relative to the recipe file
     seed: 0
     train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}

@@ -157,7 +157,7 @@ class Trainer:
             model, tok = build(init, lm_dir=m.get("lm"), clap_dir=m.get("clap"), tokenizer_dir=m.get("tokenizer"),
                                lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
         else:
-            model, tok = AudioFlamingo.from_pretrained(init)
+            model, tok = AudioFlamingo.from_pretrained(init, positions=m.get("positions"))
         return model.to(self.env.device), tok
 
     def _clip_features(self, model, ref):

@@ -76,3 +76,24 @@ def test_af1_preset_wraps_a_local_hf_lm_directory(tmp_path):
     assert model.fusion.xattn["0"].attn.to_kv.weight.shape == (1024, 1024)  # AF1: to_kv [1024, 1024]
     assert model.fusion.xattn["0"].attn.to_q.weight.shape == (512, 32)
     assert model.transformation.position_enc.pos_table.shape == (1, 128, 1024)
+
+
+def test_positions_switch_keeps_every_learnt_weight(tmp_path):
+    """A rotary model loads as rotary+sinusoidal for fine-tuning: only the derived table is new."""
+    model, tok = build("tiny", seed=0)
+    model.save_pretrained(tmp_path / "rot", tok)
+    switched, _ = AudioFlamingo.from_pretrained(tmp_path / "rot", positions="rotary+sinusoidal")
+    assert switched.config.transformation.positions == "rotary+sinusoidal"
+    before, after = model.state_dict(), switched.state_dict()
+    assert set(after) - set(before) == {"transformation.position_enc.pos_table"}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    switched.save_pretrained(tmp_path / "both", tok)  # and it round-trips strictly
+    again, _ = AudioFlamingo.from_pretrained(tmp_path / "both")
+    assert again.config.transformation.positions == "rotary+sinusoidal"
+    with pytest.raises(ModelLoadError, match=r"1 keys, e.g. transformation.layer_stack"):  # others still refuse
+        from safetensors.torch import load_file, save_file
+
+        w = load_file(str(tmp_path / "rot" / "model.safetensors"))
+        w.pop(next(k for k in w if k.startswith("transformation.layer_stack")))
+        save_file(w, str(tmp_path / "rot" / "model.safetensors"), metadata={"format": "pt"})
+        AudioFlamingo.from_pretrained(tmp_path / "rot", positions="rotary+sinusoidal")

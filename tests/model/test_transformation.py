@@ -47,6 +47,23 @@ def test_padded_windows_are_masked_rotary():
     _check_padding_invariance("rotary")
 
 
+def test_padded_windows_are_masked_rotary_sinusoidal():
+    _check_padding_invariance("rotary+sinusoidal")
+
+
+def test_rotary_sinusoidal_tells_positions_apart_where_rotary_alone_cannot():
+    """Identical tokens: rotary attention sees only relative offsets, so every output is the same;
+    the added table makes each position's output its own (what 'when' questions need)."""
+    outs = {}
+    for positions in ("rotary", "rotary+sinusoidal"):
+        torch.manual_seed(0)
+        cfg = TransformationConfig(dim=32, num_layers=2, num_heads=4, ffn_dim=64, positions=positions)
+        tr = RepresentationTransformation(cfg).eval()
+        outs[positions] = tr(torch.ones(1, 6, 32), torch.ones(1, 6, dtype=torch.bool))[0]
+    torch.testing.assert_close(outs["rotary"][0], outs["rotary"][5], atol=1e-5, rtol=0)
+    assert (outs["rotary+sinusoidal"][0] - outs["rotary+sinusoidal"][5]).abs().max() > 1e-2
+
+
 def test_af1_block_is_post_ln_with_scaled_input():
     torch.manual_seed(0)
     cfg = TransformationConfig(dim=16, num_layers=1, num_heads=2, ffn_dim=32, positions="sinusoidal", max_positions=8)
