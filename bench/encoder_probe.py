@@ -9,6 +9,10 @@ probe on the same windows' log-mel statistics (per-band mean and std over time) 
 attribute the log-mel probe reads but the tower probe does not is lost in the tower, which is what
 bounds the language model's answers about it.
 
+--positions adds a probe for time: from one token per window, which window of its clip it is (0-9),
+on the tower's tokens and on the transformation layers' outputs (what the LM's cross-attention
+reads); 500 random training clips fit it, the test clips score it.
+
     python bench/encoder_probe.py --model audioflamingo/assets/default-model --data data/synth \\
         --out bench/results/encoder_probe_default.json
 """
@@ -79,10 +83,44 @@ def probe(train_x, train_y, test_x, test_y, weight_decay: float = 1e-2) -> float
     return float(np.mean([labels[p] == y for p, y in zip(pred, test_y)]))
 
 
+def position_probe(model, scenes: list[dict], root: Path) -> dict:
+    from audioflamingo.audio.io import load_audio
+    from audioflamingo.audio.windows import make_windows
+
+    rng = np.random.default_rng(0)
+    train = [s for s in scenes if s["split"] == "train"]
+    train = [train[i] for i in rng.permutation(len(train))[:500]]
+    test = [s for s in scenes if s["split"] == "test"]
+
+    def tokens(split):
+        enc_x, tr_x, y = [], [], []
+        with torch.no_grad():
+            for sc in split:
+                w = torch.as_tensor(make_windows(load_audio(root / sc["audio"], model.config.window.sample_rate),
+                                                 model.config.window).frames)
+                enc = model.encoder(w).float()
+                state = model.audio_state([[enc]])
+                out = state.audio[0][state.key_valid[0]].float()
+                per = enc.shape[1]
+                for i in range(enc.shape[0]):  # the first token of each window
+                    enc_x.append(enc[i, 0].numpy())
+                    tr_x.append(out[i * per].numpy())
+                    y.append(str(i))
+        return enc_x, tr_x, y
+
+    a, b = tokens(train), tokens(test)
+    majority = Counter(a[2]).most_common(1)[0][0]
+    return {"train tokens": len(a[2]), "test tokens": len(b[2]),
+            "majority": round(float(np.mean([y == majority for y in b[2]])), 3),
+            "tower probe": round(probe(a[0], a[2], b[0], b[2]), 3),
+            "transformation probe": round(probe(a[1], a[2], b[1], b[2]), 3)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="audioflamingo/assets/default-model")
     ap.add_argument("--data", default="data/synth")
+    ap.add_argument("--positions", action="store_true", help="also probe the window index (time)")
     ap.add_argument("--out")
     args = ap.parse_args()
     from audioflamingo.model.flamingo import AudioFlamingo
@@ -109,9 +147,14 @@ def main():
     for name, r in rows.items():
         print(f"{name:22s} {r['classes']:7d} {r['test']:5d} {r['majority']:8.3f} {r['log-mel probe']:8.3f} "
               f"{r['tower probe']:6.3f}")
+    result = {"model": args.model, "data": args.data, "machine": platform.processor() or platform.machine(),
+              "probes": rows}
+    if args.positions:
+        result["window index"] = pos = position_probe(model, scenes, root)
+        print(f"window index (0-9) of a token: majority {pos['majority']:.3f}, tower {pos['tower probe']:.3f}, "
+              f"transformation layers {pos['transformation probe']:.3f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"model": args.model, "data": args.data, "machine": platform.processor()
-                                              or platform.machine(), "probes": rows}, indent=1))
+        Path(args.out).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
