@@ -64,7 +64,8 @@ class EncoderLayer(nn.Module):
 
 # rotary (AF2) only moves attention scores, so its outputs carry little absolute time (a linear
 # probe finds a token's window index 27% of the time, majority class 19%) and the LM cannot tell
-# when a sound happens; rotary+sinusoidal adds AF1's table to the input as well.
+# when a sound happens; rotary+sinusoidal adds AF1's table to the input as well (66% after 400
+# fine-tuning steps of the default model, though its answers did not use it yet: docs/MODEL_CARD.md).
 POSITIONS = ("sinusoidal", "rotary", "rotary+sinusoidal")
 
 

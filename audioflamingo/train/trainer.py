@@ -154,6 +154,9 @@ class Trainer:
         m = self.recipe.model
         init = str(m.get("init", "tiny"))
         if init in PRESETS:
+            if m.get("positions"):
+                raise ValueError(f"{self.recipe.path}: model.positions switches a model directory's positions; "
+                                 f"preset {init!r} has its own (set it in a model directory's config instead)")
             model, tok = build(init, lm_dir=m.get("lm"), clap_dir=m.get("clap"), tokenizer_dir=m.get("tokenizer"),
                                lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
         else:

@@ -214,3 +214,28 @@ def test_lm_stage_trains_on_copy_drills_and_episode_text_audio_stages_refuse_tex
     ids, labels, clips = text_sample(load_manifest(tmp_path / "e.jsonl")[0], tok, 256)
     assert clips == [] and tok.decode(ids).count("<audio>") == 2
     assert tok.decode([i for i, l in zip(ids, labels) if l != -100]).replace(" ", "").count("kenipo<EOC>") == 2
+
+
+def test_recipe_switches_a_model_directory_to_rotary_sinusoidal_positions(tmp_path, capsys):
+    import yaml
+
+    from audioflamingo.model.flamingo import AudioFlamingo
+    from audioflamingo.presets import build
+
+    m = write_toy(tmp_path / "toy", n=4)
+    model, tok = build("tiny", seed=0)
+    model.save_pretrained(tmp_path / "start", tok)
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=2)
+    spec = yaml.safe_load(r.read_text())
+    spec["model"] = {"init": str(tmp_path / "start"), "positions": "rotary+sinusoidal"}
+    r.write_text(yaml.safe_dump(spec))
+    assert main(["train", str(r), "--no-progress"]) == 0
+    final, _ = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
+    assert final.config.transformation.positions == "rotary+sinusoidal"
+    assert final.transformation.position_enc is not None and final.transformation.rotary is not None
+
+    spec["model"] = {"init": "tiny", "positions": "rotary+sinusoidal"}  # presets: refused, one line
+    r.write_text(yaml.safe_dump(spec))
+    capsys.readouterr()
+    assert main(["train", str(r), "--no-progress"]) == 2
+    assert "model.positions" in capsys.readouterr().err
