@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 EPILOG = """examples:
@@ -33,23 +31,12 @@ def add_convert_command(sub) -> None:
 
 
 def run_convert_command(args) -> int:
+    from audioflamingo.atomic import new_directory
     from audioflamingo.convert.convert import convert
-    from audioflamingo.errors import ModelLoadError
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise ModelLoadError(f"{out}: already exists and is not empty; choose a new --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target, then renamed: a failed conversion leaves nothing behind.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with new_directory(out) as tmp:  # a failed conversion leaves nothing behind
         report = convert(args.kind, args.checkpoint, args.lm, tmp, clap=args.clap, audio_heads=args.audio_heads)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     report["out"] = str(out)
     print(json.dumps(report, indent=1))
     return 0

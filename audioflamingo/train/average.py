@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from audioflamingo.atomic import new_directory
 from audioflamingo.errors import ModelLoadError
 
 WEIGHTS = "model.safetensors"
@@ -74,10 +74,8 @@ def average_state(dirs: list[Path], weights: list[float]) -> tuple[dict[str, tor
 
 
 def average_models(models: list[str | Path], out: str | Path, weights: list[float] | None = None) -> dict:
-    """Write the (weighted) mean of `models` as a model directory at `out` (which must not exist).
-
-    Written to a temporary folder beside `out` and renamed, so a refusal or a crash leaves nothing.
-    """
+    """Write the (weighted) mean of `models` as a model directory at `out` (which must not exist);
+    a refusal or a crash leaves nothing behind."""
     from safetensors.torch import save_file
 
     dirs = [Path(m) for m in models]
@@ -90,22 +88,11 @@ def average_models(models: list[str | Path], out: str | Path, weights: list[floa
     if len(weights) != len(dirs) or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ModelLoadError(f"--weights: need {len(dirs)} non-negative numbers with a positive sum, got {weights}")
     weights = [w / sum(weights) for w in weights]
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ModelLoadError(f"{out}: already exists and is not empty; choose a new --out")
-    side = _check_same_side_files(dirs)
-    state, metadata = average_state(dirs, weights)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with new_directory(out) as tmp:
+        side = _check_same_side_files(dirs)
+        state, metadata = average_state(dirs, weights)
         save_file(state, str(tmp / WEIGHTS), metadata=metadata)
         for name in side:
             shutil.copyfile(dirs[0] / name, tmp / name)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return {"out": str(out), "models": [str(d) for d in dirs], "weights": [round(w, 6) for w in weights],
             "tensors": len(state), "parameters": sum(t.numel() for t in state.values())}
