@@ -15,10 +15,10 @@ import torch
 
 from audioflamingo.atomic import new_directory
 from audioflamingo.errors import ModelLoadError
+from audioflamingo.model.flamingo import CONFIG_NAME, WEIGHTS_NAME as WEIGHTS
 
-WEIGHTS = "model.safetensors"
 # Copied from the first model; they must be byte-identical across models (or absent from all).
-SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+SIDE_FILES = (CONFIG_NAME, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "vocab.json", "merges.txt")
 
 
@@ -31,13 +31,13 @@ def _check_same_side_files(dirs: list[Path]) -> list[str]:
         for d, b in zip(dirs[1:], blobs[1:]):
             if b != blobs[0]:
                 what = "is missing" if b is None else "differs"
-                if name == "config.json" and b is not None and json.loads(b) == json.loads(blobs[0] or b"{}"):
+                if name == CONFIG_NAME and b is not None and json.loads(b) == json.loads(blobs[0] or b"{}"):
                     continue  # same settings, other formatting
                 raise ModelLoadError(f"{d / name}: {what} from {dirs[0] / name}; only models of one "
                                      "architecture and tokenizer can be averaged")
         present.append(name)
-    if "config.json" not in present:
-        raise ModelLoadError(f"{dirs[0]}: no config.json; expected a model directory")
+    if CONFIG_NAME not in present:
+        raise ModelLoadError(f"{dirs[0]}: no {CONFIG_NAME}; expected a model directory")
     return present
 
 
