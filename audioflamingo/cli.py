@@ -47,7 +47,9 @@ def _add_gen_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--beams", type=int, default=1, help="beam search width (1 = off)")
-    g.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    g.add_argument("--seed", type=int, default=None,
+                   help="random seed for --sample: every input draws from its own stream seeded with it, so its "
+                        "text is the same alone or batched, on either runtime")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,6 +79,14 @@ class TransformationConfig:
     input scaled by sqrt(dim). AF2: the same block with rotary positions (base `rotary_base`)
     on the first `rotary_dim` channels of each head. rotary+sinusoidal: both (absolute time in the
     tokens themselves, which rotary alone barely gives; see model/transformation.py).
+
+    padded_windows: how a clip shorter than `window.max_windows` windows is seen.
+        "masked" (models trained here, and AF2, whose official code masks them too): only the clip's
+        own windows exist; nothing attends to a missing one.
+        "official" (set by `convert af1`): as the official AF1 code, the clip is filled up to
+        `max_windows` with windows of digital silence, run through the encoder, and the layers
+        here attend to them (unmasked); only the LM's cross-attention skips them. AF1's released
+        weights were trained that way, so this reproduces their outputs on short clips.
     """
 
     dim: int = 64
@@ -91,6 +99,7 @@ class TransformationConfig:
     rotary_dim: int | None = None
     scale_input: bool = True
     eps: float = 1e-6
+    padded_windows: Literal["masked", "official"] = "masked"
 
 
 @dataclass

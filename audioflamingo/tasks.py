@@ -36,10 +36,8 @@ class GenerationSettings:
 
     def hf_kwargs(self) -> dict:
         kw = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=self.do_sample)
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p)
-        else:
-            kw.update(temperature=None, top_k=None, top_p=None)
+        if self.do_sample:  # every row draws from its own stream seeded with `seed` (model/sampling.py)
+            kw.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p, seed=self.seed)
         return kw
 
 
@@ -123,8 +121,6 @@ class AudioFlamingoPipeline:
 
     def _generate(self, prompts, audios, settings: GenerationSettings | None = None) -> list[str]:
         settings = settings or GenerationSettings()
-        if settings.seed is not None:
-            torch.manual_seed(settings.seed)
         input_ids, attn, state = self._batch(prompts, audios)
         out = self.model.generate(input_ids, attn, state, **settings.hf_kwargs())
         return [self.decode(row[input_ids.shape[1]:]) for row in out]

@@ -160,7 +160,9 @@ def convert(flavour: str, checkpoint: str | Path, lm_dir: str | Path, out: str |
     n_layers = len({m.group(1) for k in lm_keys for m in [re.match(rf"^{tp}\.layer_stack\.(\d+)\.", k)] if m})
     d = src.shape(f"{tp}.layer_stack.0.slf_attn.w_qs.weight")[0]
     tcfg = TransformationConfig(dim=d, num_layers=n_layers, num_heads=audio_heads, ffn_dim=src.shape(f"{tp}.layer_stack.0.pos_ffn.w_1.weight")[0],
-                                positions="sinusoidal" if flavour == "af1" else "rotary", rotary_base=4096.0)
+                                positions="sinusoidal" if flavour == "af1" else "rotary", rotary_base=4096.0,
+                                # AF1's weights were trained with unmasked silence windows; AF2 masks them
+                                padded_windows="official" if flavour == "af1" else "masked")
     if flavour == "af1":
         tcfg.max_positions = src.shape(f"{tp}.position_enc.pos_table")[1]
     xname = FLAVOURS[flavour]["xattn"]

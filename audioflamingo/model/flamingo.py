@@ -111,6 +111,26 @@ class AudioFlamingo(nn.Module):
 
         clips[b][j] is the encoder output (windows, tokens, dim) of the j-th audio of row b.
         """
+        if self.config.transformation.padded_windows == "official":
+            return self._official_audio_state(clips, cache_kv)
+        return self._pack(clips, cache_kv)
+
+    def _official_audio_state(self, clips, cache_kv: bool) -> AudioState:
+        """AF1's own view of a short clip: filled to `max_windows` with encoded silence that the
+        transformation attends to and cross-attention does not (TransformationConfig.padded_windows)."""
+        w = self.config.window
+        key = (self.device, self.dtype)
+        if getattr(self, "_silence", (None, None))[0] != key:
+            with torch.no_grad():
+                silent = self.encoder(torch.zeros(1, w.window_samples, device=self.device))
+            self._silence = (key, silent.detach())
+        silent = self._silence[1]
+        real = [[c.shape[0] for c in row] for row in clips]
+        filled = [[torch.cat([c, silent.to(c).expand(w.max_windows - len(c), *c.shape[1:])]) if len(c) < w.max_windows
+                   else c for c in row] for row in clips]
+        return self._pack(filled, cache_kv, real_windows=real)
+
+    def _pack(self, clips, cache_kv: bool, real_windows: list[list[int]] | None = None) -> AudioState:
         b = len(clips)
         j_max = max(1, max(len(row) for row in clips))
         t = self.config.encoder.tokens_per_window
@@ -119,18 +139,21 @@ class AudioFlamingo(nn.Module):
         dev, dt = self.device, self.dtype
         x = torch.zeros(b * j_max, l_max, d_in, device=dev, dtype=dt)
         valid = torch.zeros(b * j_max, l_max, dtype=torch.bool, device=dev)
+        filled = torch.zeros_like(valid)
         for r, row in enumerate(clips):
             for j, c in enumerate(row):
                 flat = c.reshape(-1, c.shape[-1])
                 x[r * j_max + j, : len(flat)] = flat.to(dev, dt)
-                valid[r * j_max + j, : len(flat)] = True
+                filled[r * j_max + j, : len(flat)] = True
+                n_real = len(flat) if real_windows is None else real_windows[r][j] * c.shape[1]
+                valid[r * j_max + j, :n_real] = True
         present = valid.any(dim=1)
         y = torch.zeros(b * j_max, l_max, self.config.transformation.dim, device=dev, dtype=dt)
         if present.any():
             xp = x[present]
             if self.audio_proj is not None:
                 xp = self.audio_proj(xp)
-            y[present] = self.transformation(xp, valid[present])
+            y[present] = self.transformation(xp, valid[present], filled[present] if real_windows else None)
         audio = y.view(b, j_max * l_max, -1)
         key_audio = torch.arange(j_max, device=dev).repeat_interleave(l_max)[None].expand(b, -1)
         return AudioState(audio=audio, key_audio=key_audio.contiguous(),
@@ -138,6 +161,9 @@ class AudioFlamingo(nn.Module):
 
     @contextlib.contextmanager
     def conditioned(self, state: AudioState | None):
+        """One pass (a forward, or a whole generation) conditioned on `state`."""
+        if state is not None:
+            state.begin()
         self.fusion.state = state
         try:
             yield
@@ -154,13 +180,27 @@ class AudioFlamingo(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, audio: AudioState | None, **kw):
-        """HF generation (greedy, sampling, beams) with audio K/V computed once; stops at <EOC>/EOS."""
+        """HF generation (greedy, sampling, beams) with audio K/V computed once; stops at <EOC>/EOS.
+
+        Sampling (do_sample=True, with temperature/top_k/top_p and `seed`: an int, one per row, or
+        None) runs as seeded processors before greedy argmax (model/sampling.py): each row has its own
+        random stream, so a row's sample does not depend on its batch or on the runtime."""
         eos = [self.special.eoc] + ([self.special.eos] if self.special.eos is not None else [])
         kw.setdefault("eos_token_id", eos)
         kw.setdefault("pad_token_id", self.special.pad)
+        sample = bool(kw.pop("do_sample", False))
+        warp = {k: kw.pop(k, None) for k in ("temperature", "top_k", "top_p")}
+        seed = kw.pop("seed", None)
         # An <audio> token the model wrote itself would have no audio behind it, so it is banned.
-        # Appended last, after any processor of the caller's, so nothing can undo it.
+        # Appended after any processor of the caller's, so nothing can undo it.
         processors = list(kw.pop("logits_processor", None) or []) + [_BanToken(self.special.audio)]
+        if sample:
+            if int(kw.get("num_beams") or 1) > 1:
+                raise ValueError("sampling and beam search cannot be combined: choose one")
+            from audioflamingo.model.sampling import sampling_processors
+
+            processors += sampling_processors(input_ids.shape[0], seed=seed, **warp)
+        kw["do_sample"] = False
         if self.is_lite and not _lite_can_decode(kw):
             self.use_hf_lm()
         if not self.is_lite:
@@ -266,9 +306,9 @@ class _BanToken:
 
 
 def _lite_can_decode(kw: dict) -> bool:
-    """Greedy decoding without a streamer is all `LiteCausalLM.generate` does."""
-    simple = {"max_new_tokens", "eos_token_id", "pad_token_id", "logits_processor", "num_beams", "do_sample",
-              "temperature", "top_k", "top_p"}
+    """Greedy decoding without a streamer is all `LiteCausalLM.generate` does (sampling is greedy
+    decoding over seeded processors by then)."""
+    simple = {"max_new_tokens", "eos_token_id", "pad_token_id", "logits_processor", "num_beams", "do_sample"}
     return (set(kw) <= simple and int(kw.get("num_beams") or 1) == 1 and not kw.get("do_sample"))
 
 

@@ -5,6 +5,12 @@ pretrained weights load and save as usual). Gated xattn-dense layers live beside
 forward pre-hooks on the chosen decoder layers. A per-call `AudioState` carries the audio keys and
 the running sample index to those hooks; one pre-hook on the LM itself advances that index from the
 step's `input_ids`, which is what keeps the block-triangular mask right under KV-cached decoding.
+
+Where a step sits in its sequence is tracked by the state itself (how many tokens of each row it has
+counted since the pass began), never read from the cache or from generate's keyword names: those
+moved between transformers releases (`past_key_values` -> `cache` in 5.24) and a silent miss
+restarted the count at every step, the official code's defect. The LM's own `attention_mask`
+(a stable forward argument) is used only to check that a step continues what was counted.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from audioflamingo.errors import AudioFlamingoError
 from audioflamingo.model.mask import cross_attention_mask, running_audio_count, sample_index
 from audioflamingo.model.xattn import GatedXAttnDense
 
@@ -48,6 +55,8 @@ class AudioState:
     audio: (B, K, dim_audio) transformed audio tokens of every audio of each row, flattened.
     key_audio: (B, K) 0-based index of the audio each token belongs to; key_valid: (B, K) not padding.
     cache_kv: compute each layer's audio K/V once and reuse them at every decoding step.
+    counted: tokens of each row already counted in this pass (rows share a length: padding is left);
+    last_count: (B,) running `<audio>` count at the end of those tokens.
     """
 
     audio: torch.Tensor
@@ -55,8 +64,27 @@ class AudioState:
     key_valid: torch.Tensor
     cache_kv: bool = True
     kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    counted: int = 0
     last_count: torch.Tensor | None = None
     query_sample: torch.Tensor | None = None
+
+    def begin(self) -> None:
+        """A new forward or generate pass: its first LM call starts at position 0 (the audio K/V stay)."""
+        self.counted, self.last_count, self.query_sample = 0, None, None
+
+    def advance(self, input_ids: torch.Tensor, audio_token_id: int, mask_width: int | None) -> None:
+        """Place one LM call after the tokens counted so far and continue the running count."""
+        t = input_ids.shape[1]
+        if mask_width is not None and mask_width != self.counted + t:
+            raise AudioPlacementError(
+                f"cannot place an LM call of {t} tokens with an attention mask over {mask_width}: "
+                f"{self.counted} tokens were counted before it in this pass (only a continuation of the "
+                "same pass can be conditioned on audio; start a new one with a fresh model call)")
+        start = self.last_count if self.counted else None
+        count = running_audio_count(input_ids, audio_token_id, start)
+        self.last_count = count[:, -1]
+        self.query_sample = sample_index(count)
+        self.counted += t
 
     def expand_to(self, batch: int) -> None:
         """Beam search and multiple return sequences repeat each row; follow them."""
@@ -72,6 +100,16 @@ class AudioState:
         self.kv = {i: (k.repeat_interleave(r, 0), v.repeat_interleave(r, 0)) for i, (k, v) in self.kv.items()}
         if self.last_count is not None:
             self.last_count = self.last_count.repeat_interleave(r, 0)
+
+
+class AudioPlacementError(AudioFlamingoError):
+    """An LM call that does not continue the tokens the audio state has counted (e.g. a cache that was
+    rolled back or built outside this pass): its sample indices, hence its mask, would be guessed."""
+
+
+def _mask_width(mask) -> int | None:
+    """Columns of a 2-D padding mask (past + current tokens); None for a 4-D or absent mask."""
+    return mask.shape[-1] if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
 
 class FlamingoFusion(nn.Module):
@@ -105,16 +143,16 @@ class FlamingoFusion(nn.Module):
         st = self.state
         if st is None:
             return None
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        bound = kwargs
+        if args:  # positional arguments, named by the LM's own signature
+            import inspect
+
+            bound = {**inspect.signature(module.forward).bind_partial(*args).arguments, **kwargs}
+        input_ids = bound.get("input_ids")
         if input_ids is None:
             raise ValueError("audio conditioning needs input_ids (the <audio> positions define the mask)")
         st.expand_to(input_ids.shape[0])
-        past = kwargs.get("past_key_values")
-        past_len = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
-        start = st.last_count if (past_len > 0 and st.last_count is not None) else None
-        count = running_audio_count(input_ids, self.audio_token_id, start)
-        st.last_count = count[:, -1]
-        st.query_sample = sample_index(count)
+        st.advance(input_ids, self.audio_token_id, _mask_width(bound.get("attention_mask")))
         return None
 
     def _make_layer_hook(self, idx: int):

@@ -2,7 +2,9 @@
 
 Post-LN encoder blocks (attention -> residual -> LayerNorm; ReLU FFN -> residual -> LayerNorm),
 input scaled by sqrt(d), then positions, then a LayerNorm, as AF1/AF2 do. Unlike the official AF1
-code, padded windows are masked as keys, and their outputs are zeroed so they can never leak.
+code, padded windows are masked as keys, and their outputs are zeroed so they can never leak;
+`padded_windows="official"` (imported AF1 weights) lets the caller pass silence windows that are
+attended, as the official code did (see TransformationConfig).
 """
 from __future__ import annotations
 
@@ -79,6 +81,8 @@ class RepresentationTransformation(nn.Module):
         self.cfg = cfg
         self.position_enc: nn.Module | None = None
         self.rotary: RotaryTime | None = None
+        if cfg.padded_windows not in ("masked", "official"):
+            raise ValueError(f"unknown padded_windows {cfg.padded_windows!r} (use 'masked' or 'official')")
         if cfg.positions not in POSITIONS:
             raise ValueError(f"unknown positions {cfg.positions!r} (use one of {', '.join(POSITIONS)})")
         if "sinusoidal" in cfg.positions:
@@ -89,14 +93,15 @@ class RepresentationTransformation(nn.Module):
         self.layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.eps)
         self.layer_stack = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, attend: torch.Tensor | None = None) -> torch.Tensor:
+        """attend: (B, L) keys the layers may attend to (default `valid`); outputs outside `valid` are zero."""
         if self.cfg.scale_input:
             x = x * self.cfg.dim**0.5
         if self.position_enc is not None:
             x = self.position_enc(x)
         x = self.layer_norm(x)
         angles = self.rotary.angles(x.shape[1], x.device) if self.rotary is not None else None
-        key_mask = _safe_key_mask(valid)
+        key_mask = _safe_key_mask(valid if attend is None else attend)
         for layer in self.layer_stack:
             x = layer(x, key_mask, self.rotary, angles)
         return x * valid[..., None].to(x.dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -128,20 +128,25 @@ class Batcher:
 
     def _generate(self, jobs: list[Job], loop) -> list[str]:
         pipe = self.pipe
-        # Rows are grouped by identical settings; a mixed window runs as several generate calls.
+        # Rows are grouped by identical settings but for the seed (each sampled row has its own random
+        # stream, so requests with different seeds share a batch); a mixed window runs as several calls.
         out: dict[int, str] = {}
         groups: dict[str, list[int]] = {}
         for i, j in enumerate(jobs):
-            groups.setdefault(repr(j.settings), []).append(i)
+            groups.setdefault(repr(replace(j.settings, seed=None)), []).append(i)
         for idx in groups.values():
             sub = [jobs[i] for i in idx]
-            settings = sub[0].settings
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
+            kw = sub[0].settings.hf_kwargs()
+            if kw.get("do_sample"):
+                kw["seed"] = [j.settings.seed if j.settings.seed is not None else _fresh_seed() for j in sub]
             input_ids, attn, state = pipe._batch([j.prompt for j in sub], [[j.audio] for j in sub])
             streamer = RowStreamer(pipe, sub, loop)
             with torch.no_grad():
-                seq = pipe.model.generate(input_ids, attn, state, streamer=streamer, **settings.hf_kwargs())
+                seq = pipe.model.generate(input_ids, attn, state, streamer=streamer, **kw)
             for i, row in zip(idx, seq):
                 out[i] = pipe.decode(row[input_ids.shape[1]:])
         return [out[i] for i in range(len(jobs))]
+
+
+def _fresh_seed() -> int:
+    return int(torch.randint(0, 2**62, (1,)).item())

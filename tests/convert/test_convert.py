@@ -126,8 +126,10 @@ def _ref_transformation(st: dict, tp: str, x: torch.Tensor, heads: int, flavour:
     return x
 
 
-def _ref_logits(st: dict, lm_dir: Path, flavour: str, ids: torch.Tensor, audio: torch.Tensor, heads: int):
-    """Gated xattn-dense before every LM block (REFERENCE.md 2), all text seeing the one audio."""
+def _ref_logits(st: dict, lm_dir: Path, flavour: str, ids: torch.Tensor, audio: torch.Tensor, heads: int,
+                real: int | None = None):
+    """Gated xattn-dense before every LM block (REFERENCE.md 2), all text seeing the one audio (its
+    first `real` windows only, when given: the official media mask over padded windows)."""
     from transformers import AutoModelForCausalLM
 
     lm = AutoModelForCausalLM.from_pretrained(lm_dir)
@@ -153,7 +155,10 @@ def _ref_logits(st: dict, lm_dir: Path, flavour: str, ids: torch.Tensor, audio: 
             q = F.linear(h, st[p + "attn.to_q.weight"])
             k, v = F.linear(mem, st[p + "attn.to_kv.weight"]).chunk(2, -1)
             sh = lambda t: t.view(t.shape[0], t.shape[1], -1, 64).transpose(1, 2)  # noqa: E731
-            att = torch.softmax(sh(q) @ sh(k).transpose(-1, -2) * 64 ** -0.5, -1) @ sh(v)
+            sc = sh(q) @ sh(k).transpose(-1, -2) * 64 ** -0.5
+            if real is not None:
+                sc[..., real:] = -torch.finfo(sc.dtype).max
+            att = torch.softmax(sc, -1) @ sh(v)
             x = x + torch.tanh(st[p + "attn_gate"]) * F.linear(att.transpose(1, 2).flatten(2), st[p + "attn.to_out.weight"])
             f = F.layer_norm(x, (d,), st[p + "ff.0.weight"], st[p + "ff.0.bias"])
             x = x + torch.tanh(st[p + "ff_gate"]) * F.linear(F.gelu(F.linear(f, st[p + "ff.1.weight"])), st[p + "ff.3.weight"])
@@ -214,9 +219,50 @@ def test_af1_converts_every_key_and_matches_the_reference_forward(tmp_path):
     feats = model.encode_clips([wave])[0]
     with torch.no_grad():
         ours = model(ids, torch.ones_like(ids), audio=model.audio_state([[feats]])).logits
-    ref_audio = _ref_transformation(st, "audio_transformer", emb[None], 8, "af1")
-    ref = _ref_logits(st, lm, "af1", ids, ref_audio, 8)
+    torch.testing.assert_close(ours, _official_af1_logits(model, st, lm, ids, wave), atol=1e-5, rtol=0)
+
+
+def _official_af1_windows(wave: np.ndarray, sr: int = 44100) -> np.ndarray:
+    """The official AF1 slicing: 7 s windows every 1.75 s, the clip zero-padded to whole windows."""
+    win, hop = 7 * sr, int(1.75 * sr)
+    n = 1 if len(wave) <= win else 1 + math.ceil((len(wave) - win) / hop)
+    padded = np.concatenate([wave, np.zeros(win + (n - 1) * hop - len(wave), np.float32)])
+    return np.stack([padded[i * hop: i * hop + win] for i in range(n)])
+
+
+def _official_af1_logits(model, st, lm, ids, wave):
+    """The official AF1 forward for one clip: its windows, then silence up to 16 windows through the
+    encoder (= the official ClapCap, checked above), the transformation over all 16 unmasked, and
+    cross-attention over the real windows only."""
+    frames = _official_af1_windows(wave)
+    silence = np.zeros((16 - len(frames), frames.shape[1]), np.float32)
+    with torch.no_grad():
+        emb = model.encoder(torch.from_numpy(np.concatenate([frames, silence])))[:, 0]
+    audio = _ref_transformation(st, "audio_transformer", emb[None], 8, "af1")
+    return _ref_logits(st, lm, "af1", ids, audio, 8, real=len(frames))
+
+
+def test_af1_short_clip_matches_the_official_forward(tmp_path):
+    """5 of 16 windows: the official code fills the rest with encoded silence that its transformation
+    layers attend to (only cross-attention masks them); a converted AF1 does the same."""
+    lm, st, _ = _af1(tmp_path)
+    convert("af1", tmp_path / "foundation.pt", lm, tmp_path / "out", clap=tmp_path / "clapcap.pth", audio_heads=8)
+    model, tok = AudioFlamingo.from_pretrained(tmp_path / "out")
+    assert model.config.transformation.padded_windows == "official"
+    wave = clapcap_signal(2)  # 14 s: 5 windows of the 16
+    assert len(_official_af1_windows(wave)) == 5
+    ids = torch.tensor([tok("<s>the task is audio captioning. <audio>describe this.\nanswer:<SEP>a",
+                            add_special_tokens=False)["input_ids"]])
+    ref = _official_af1_logits(model, st, lm, ids, wave)
+    feats = model.encode_clips([wave])[0]
+    with torch.no_grad():
+        ours = model(ids, torch.ones_like(ids), audio=model.audio_state([[feats]])).logits
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    # What the masked view (models trained here) gives instead: a different function of the clip.
+    model.config.transformation.padded_windows = "masked"
+    with torch.no_grad():
+        masked = model(ids, torch.ones_like(ids), audio=model.audio_state([[feats]])).logits
+    assert (masked - ref).abs().max() > 1e-3
 
 
 def test_af2_sharded_checkpoint_matches_the_reference_forward(tmp_path):
