@@ -34,8 +34,8 @@ def test_captions_follow_the_timeline():
 
 
 def test_questions_are_exact():
-    qa = dict(L.questions(_scene()))
-    assert qa["How many distinct sounds can you hear?"] == "three"
+    qa = {q: a for q, a, _ in L.questions(_scene())}  # canonical phrasings without an rng
+    assert qa["How many sounds are there?"] == "three"
     assert qa["What do you hear first?"] == "a violin" and qa["What is the last sound?"] == "a beep"
     assert qa["Which instruments can you hear?"] == "violin" and qa["Is anyone speaking?"] == "yes"
     assert qa["Is the violin high or low?"] == "high" and qa["Is the beep short or long?"] == "short"
@@ -45,15 +45,80 @@ def test_questions_are_exact():
     assert qa["Does the recording begin with silence?"] == "no"
 
 
+def _stub_pool(rng, per_instrument=16):
+    """Recordings with the real bank's labels and attributes but silent-free noise for audio: enough
+    for the timelines and texts, without rendering anything."""
+    from audioflamingo.data.synth.sources import (KNOWN_INSTRUMENTS, VOICES, LANGUAGES, Recording, SR, plan_phrase,
+                                                  pitch_varies)
+
+    pool = {"instrument": [], "speech": [], "alert": []}
+    for name, (_, lo, hi) in KNOWN_INSTRUMENTS.items():
+        for k in range(per_instrument):
+            notes, note_len, tempo, pitch = plan_phrase(lo, hi, k, rng)
+            pool["instrument"].append(Recording(f"instrument/{name}/{k}", "instrument", name,
+                                                rng.standard_normal(int(notes.size * note_len * SR)).astype(np.float32),
+                                                "train", {"pitch": pitch, "tempo": tempo, "pitch_varies": pitch_varies(lo, hi)}))
+    for lang in LANGUAGES:
+        for v, gender in VOICES.items():
+            pool["speech"].append(Recording(f"speech/{lang}/{v}", "speech", "speech",
+                                            rng.standard_normal(int(rng.uniform(1.0, 2.5) * SR)).astype(np.float32),
+                                            "train", {"gender": gender, "language": lang}))
+    for label in ("bell", "phone ringing", "camera shutter", "chime"):
+        pool["alert"].append(Recording(f"alert/{label}", "alert", label,
+                                       rng.standard_normal(int(SR)).astype(np.float32), "train"))
+    return pool
+
+
+def _question_records(n_scenes=800, seed=0):
+    from audioflamingo.data.synth.scenes import sample_scene
+
+    rng = np.random.default_rng(seed)
+    pool, recs = _stub_pool(rng), []
+    for k in range(n_scenes):
+        scene, _ = sample_scene(rng, pool, "train", f"s{k}")
+        recs += [{"instruction": q, "output": a, "question": kind} for q, a, kind in L.questions(scene, rng)]
+        for t in L.dialogue(scene, rng, kinds=True):  # turn 1 and the follow-ups about "it"
+            recs.append({"instruction": t["user"], "output": t["assistant"], "question": "dialogue-" + t["kind"]})
+    return recs
+
+
+def test_questions_do_not_give_the_answer_away():
+    """A classifier on the question text alone does no better than the majority answer, per kind
+    (audioflamingo.data.synth.leaks explains the statistics); and every kind has several phrasings."""
+    from audioflamingo.data.synth.leaks import text_leaks
+
+    recs = _question_records()
+    report = text_leaks(recs)
+    assert {"count", "first", "after", "pitch", "tempo", "gender", "language", "speaking"} <= set(report)
+    leaking = {k: v for k, v in report.items() if v["leaks"]}
+    assert not leaking, leaking
+    for kind in {r["question"] for r in recs if not r["question"].startswith("dialogue-")}:
+        assert len({r["instruction"] for r in recs if r["question"] == kind}) >= 3, kind
+
+
+def test_the_leak_check_finds_a_leak():
+    from audioflamingo.data.synth.leaks import text_leaks
+
+    rng = np.random.default_rng(1)
+    n = rng.integers(1, 4, size=2000)
+    recs = [{"instruction": ["How many sounds are there?", "How many distinct sounds can you hear?"][k % 2],
+             "output": str(k), "question": "count"} for k in n]  # the first corpus' phrasing
+    assert text_leaks(recs)["count"]["leaks"]
+    recs = [{**r, "instruction": ["How many sounds are there?", "How many distinct sounds can you hear?"][int(rng.integers(2))]}
+            for r in recs]
+    assert not text_leaks(recs)["count"]["leaks"]
+
+
 def test_dialogue_follow_ups_refer_to_the_first_turn():
     s = _scene()
     for seed in range(20):
-        turns = L.dialogue(s, np.random.default_rng(seed))
+        turns = L.dialogue(s, np.random.default_rng(seed), kinds=True)
         named = {"a violin": 0, "a woman speaking": 1, "a beep": 2}[turns[0]["assistant"]]
         for t in turns[1:]:
-            if t["user"] == "What comes after it?":
+            assert " it" in t["user"] or t["kind"] in ("gender", "language")
+            if t["kind"] == "after":
                 assert t["assistant"] == (["a woman speaking", "a beep", "nothing"][named])
-            if t["user"] == "Is it high or low?":
+            if t["kind"] == "pitch":
                 assert t["assistant"] == ("high" if named == 0 else "low")
 
 

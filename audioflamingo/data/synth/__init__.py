@@ -47,15 +47,14 @@ def _scene_records(scene, audio: str, rng, known: list[str], n_questions: int) -
     out = {"caption": [{**base, "id": f"{scene.id}/cap", "task": "caption", "output": caps[first],
                         "positives": [c for v, c in enumerate(caps) if v != first],
                         "negatives": L.negatives(scene, rng, known)}]}
-    qs = L.questions(scene)
+    qs = L.questions(scene, rng)  # phrasings drawn from rng, independently of the answers
     pick = rng.permutation(len(qs))[:n_questions]
-    out["aqa"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": qs[k][0], "output": qs[k][1]}
-                  for k in sorted(pick)]
+    out["aqa"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": qs[k][0], "output": qs[k][1],
+                   "question": qs[k][2]} for k in sorted(pick)]
     # Every question of the timeline (aqa holds n_questions of them): about 2.5x the answers for the
-    # same audio, for stages that need more supervision per attribute. Draws nothing from rng, so
-    # the other files stay byte-identical.
-    out["aqa_all"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": q, "output": a}
-                      for k, (q, a) in enumerate(qs)]
+    # same audio, for stages that need more supervision per attribute. Same texts as aqa's.
+    out["aqa_all"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": q, "output": a, "question": kd}
+                      for k, (q, a, kd) in enumerate(qs)]
     inst = [e for e in scene.events if e.kind == "instrument"]
     out["classify"] = []
     if len(inst) == 1:

@@ -86,69 +86,123 @@ def _unique(scene: Scene, e: Event) -> bool:
     return sum(ident(x) == ident(e) for x in scene.events) == 1
 
 
-def _attribute_questions(e: Event, ref: str) -> list[tuple[str, str]]:
-    """Questions about one event; `ref` is how the question names it ("the violin", "it")."""
+# Question templates per kind. The phrasing is drawn with the corpus' rng, never from the answer
+# (the first corpus asked "How many sounds are there?" for even counts and "How many distinct sounds
+# can you hear?" for odd ones, and the model learnt the phrasing). Options named in a question are
+# shuffled for the same reason. Template 0 is the canonical phrasing (what `questions(scene)` gives
+# without an rng).
+TEMPLATES: dict[str, list[str]] = {
+    "count": ["How many sounds are there?", "How many distinct sounds can you hear?",
+              "How many separate sounds does the recording contain?", "Count the sounds: how many are there?"],
+    "first": ["What do you hear first?", "What is the first sound?", "Which sound comes first?",
+              "What sound opens the recording?"],
+    "second": ["What is the second sound?", "What do you hear second?", "Which sound comes second?"],
+    "last": ["What is the last sound?", "What do you hear last?", "Which sound comes last?",
+             "What sound ends the recording?"],
+    "instruments": ["Which instruments can you hear?", "What instruments are playing?",
+                    "Name the instruments you hear.", "Which musical instruments are in the recording?"],
+    "speaking": ["Is anyone speaking?", "Can you hear someone speak?", "Is there speech in the recording?",
+                 "Does anyone talk in this clip?"],
+    "silence": ["Does the recording begin with silence?", "Is the start of the clip silent?",
+                "Is there silence before the first sound?", "Does the clip open with a pause?"],
+    "duration": ["How long is the recording?", "What is the length of the clip?",
+                 "How many seconds does the recording last?", "How long does the clip last?"],
+    "pitch": ["Is {ref} {x} or {y}?", "Is {ref} {x}-pitched or {y}-pitched?", "Does {ref} sound {x} or {y}?"],
+    "tempo": ["Is {ref} {x} or {y}?", "Is the pace of {ref} {x} or {y}?", "Does {ref} sound {x} or {y}?"],
+    "length": ["Is {ref} {x} or {y}?", "Does {ref} last a {x} or a {y} time?", "Would you call {ref} {x} or {y}?"],
+    "direction": ["Is {ref} {x} or {y}?", "Is the pitch of {ref} {x} or {y}?", "Does {ref} sound {x} or {y}?"],
+    "colour": ["What colour of noise is {ref}?", "Is {ref} white, pink or brown noise?",
+               "Which colour of noise do you hear in {ref}?"],
+    "gender": ["Is the voice {x} or {y}?", "Does the speaker sound {x} or {y}?", "Is the speaker's voice {x} or {y}?"],
+    "language": ["What language is spoken?", "Which language is the speaker using?", "In what language is the speech?",
+                 "What language do you hear?"],
+    "after": ["What comes after {ref}?", "What do you hear after {ref}?", "Which sound follows {ref}?",
+              "What is heard right after {ref}?"],
+    "before": ["What comes before {ref}?", "What do you hear before {ref}?", "Which sound precedes {ref}?"],
+    "louder": ["Which is louder, {x} or {y}?", "Which sounds louder: {x} or {y}?", "Of {x} and {y}, which is louder?"],
+}
+# The two options a binary question names, in canonical order.
+_OPTIONS = {"pitch": ("high", "low"), "tempo": ("fast", "slow"), "length": ("short", "long"),
+            "direction": ("rising", "falling"), "gender": ("male", "female")}
+
+
+def ask(kind: str, rng: np.random.Generator | None = None, ref: str = "", options: tuple[str, str] | None = None) -> str:
+    """One question of `kind`: phrasing and option order drawn from rng (canonical without one)."""
+    templates = TEMPLATES[kind]
+    text = templates[int(rng.integers(len(templates))) if rng is not None else 0]
+    x, y = options or _OPTIONS.get(kind, ("", ""))
+    if rng is not None and rng.random() < 0.5:
+        x, y = y, x
+    return text.format(ref=ref, x=x, y=y)
+
+
+def _attribute_questions(e: Event, ref: str, rng: np.random.Generator | None = None) -> list[tuple[str, str, str]]:
+    """(question, answer, kind) about one event; `ref` is how the question names it ("the violin", "it").
+
+    Pitch is asked only of a source that plays both registers: an instrument heard only high (or
+    only low) would let the question's instrument name carry the answer."""
     a, out = e.attrs, []
-    if e.kind in ("instrument", "beep") and a.get("pitch") in ("high", "low"):
-        out.append((f"Is {ref} high or low?", a["pitch"]))
+    if e.kind in ("instrument", "beep") and a.get("pitch") in ("high", "low") and a.get("pitch_varies", True):
+        out.append((ask("pitch", rng, ref), a["pitch"], "pitch"))
     if e.kind in ("instrument", "ticking"):
-        out.append((f"Is {ref} fast or slow?", a["tempo"]))
+        out.append((ask("tempo", rng, ref), a["tempo"], "tempo"))
     if e.kind == "beep":
-        out.append((f"Is {ref} short or long?", a["length"]))
+        out.append((ask("length", rng, ref), a["length"], "length"))
     if e.kind == "chirp":
-        out.append((f"Is {ref} rising or falling?", a["direction"]))
+        out.append((ask("direction", rng, ref), a["direction"], "direction"))
     if e.kind == "noise":
-        out.append((f"What colour of noise is {ref}?" if ref != "it" else "What colour of noise is it?", a["colour"]))
+        out.append((ask("colour", rng, ref), a["colour"], "colour"))
     if e.kind == "speech":
-        out.append(("Is the voice male or female?", a["gender"]))
-        out.append(("What language is spoken?", a["language"]))
+        out.append((ask("gender", rng), a["gender"], "gender"))
+        out.append((ask("language", rng), a["language"], "language"))
     return out
 
 
-def questions(scene: Scene) -> list[tuple[str, str]]:
+def questions(scene: Scene, rng: np.random.Generator | None = None) -> list[tuple[str, str, str]]:
+    """Every (question, answer, kind) the timeline answers; phrasings drawn from rng, never from the answer."""
     ev, out = scene.events, []
     n = len(ev)
-    out.append((["How many sounds are there?", "How many distinct sounds can you hear?"][n % 2], NUMBERS[n]))
-    out.append(("What do you hear first?", ident(ev[0])))
+    out.append((ask("count", rng), NUMBERS[n], "count"))
+    out.append((ask("first", rng), ident(ev[0]), "first"))
     if n > 1:
-        out.append(("What is the last sound?", ident(ev[-1])))
+        out.append((ask("last", rng), ident(ev[-1]), "last"))
     inst = [e.label for e in ev if e.kind == "instrument"]
-    out.append(("Which instruments can you hear?", " and ".join(inst) if inst else "none"))
+    out.append((ask("instruments", rng), " and ".join(inst) if inst else "none", "instruments"))
     speech = [e for e in ev if e.kind == "speech"]
-    out.append(("Is anyone speaking?", "yes" if speech else "no"))
-    out.append(("Does the recording begin with silence?", "yes" if scene.lead_silence >= 1.0 else "no"))
-    out.append(("How long is the recording?", f"about {NUMBERS[int(round(scene.duration))] if round(scene.duration) < 5 else int(round(scene.duration))} seconds"))
+    out.append((ask("speaking", rng), "yes" if speech else "no", "speaking"))
+    out.append((ask("silence", rng), "yes" if scene.lead_silence >= 1.0 else "no", "silence"))
+    secs = int(round(scene.duration))
+    out.append((ask("duration", rng), f"about {NUMBERS[secs] if secs < 5 else secs} seconds", "duration"))
     for i, e in enumerate(ev):
         if not _unique(scene, e):
             continue
         ref = "the " + ident(e).split(" ", 1)[-1] if e.kind != "speech" else "the speaker"
+        if e.kind != "speech" or len(speech) == 1:
+            out += _attribute_questions(e, ref, rng)
         if e.kind != "speech":
-            out += _attribute_questions(e, ref)
-        elif len(speech) == 1:
-            out += _attribute_questions(e, ref)
-        if e.kind != "speech":
-            out.append((f"What comes after {ref}?", ident(ev[i + 1]) if i + 1 < n else "nothing"))
+            out.append((ask("after", rng, ref), ident(ev[i + 1]) if i + 1 < n else "nothing", "after"))
     if n >= 2 and _unique(scene, ev[0]) and _unique(scene, ev[1]) and abs(ev[0].level_db - ev[1].level_db) >= 8:
         louder = ev[0] if ev[0].level_db > ev[1].level_db else ev[1]
-        out.append((f"Which is louder, {ident(ev[0])} or {ident(ev[1])}?", ident(louder)))
+        out.append((ask("louder", rng, options=(ident(ev[0]), ident(ev[1]))), ident(louder), "louder"))
     return out
 
 
-def dialogue(scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
-    """Turn 1 names an event; the follow-ups ask about "it" or what surrounds it."""
+def dialogue(scene: Scene, rng: np.random.Generator, kinds: bool = False) -> list[dict[str, str]]:
+    """Turn 1 names an event; the follow-ups ask about "it" or what surrounds it. kinds: each turn
+    also carries its question kind (for checks; manifests hold user/assistant only)."""
     ev = scene.events
-    options = [("What do you hear first?", 0)]
+    options = [("first", 0)]
     if len(ev) > 1:
-        options += [("What is the second sound?", 1), ("What is the last sound?", len(ev) - 1)]
-    q, i = options[int(rng.integers(len(options)))]
+        options += [("second", 1), ("last", len(ev) - 1)]
+    kind, i = options[int(rng.integers(len(options)))]
     e = ev[i]
-    turns = [{"user": q, "assistant": ident(e)}]
-    follow = _attribute_questions(e, "it")
-    follow.append(("What comes after it?", ident(ev[i + 1]) if i + 1 < len(ev) else "nothing"))
-    follow.append(("What comes before it?", ident(ev[i - 1]) if i > 0 else "nothing"))
+    turns = [{"user": ask(kind, rng), "assistant": ident(e), "kind": kind}]
+    follow = _attribute_questions(e, "it", rng)
+    follow.append((ask("after", rng, "it"), ident(ev[i + 1]) if i + 1 < len(ev) else "nothing", "after"))
+    follow.append((ask("before", rng, "it"), ident(ev[i - 1]) if i > 0 else "nothing", "before"))
     for k in rng.permutation(len(follow))[: int(rng.integers(1, 3))]:
-        turns.append({"user": follow[k][0], "assistant": follow[k][1]})
-    return turns
+        turns.append({"user": follow[k][0], "assistant": follow[k][1], "kind": follow[k][2]})
+    return turns if kinds else [{"user": t["user"], "assistant": t["assistant"]} for t in turns]
 
 
 _FLIP = {"pitch": {"high": "low", "low": "high"}, "tempo": {"fast": "slow", "slow": "fast"},

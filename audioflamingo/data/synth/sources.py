@@ -102,6 +102,31 @@ def _trim(x: np.ndarray, floor_db: float = -50.0) -> np.ndarray:
     return x[idx[0] : idx[-1] + 1] if idx.size else x[:0]
 
 
+def _registers(lo: int, hi: int) -> dict[str, tuple[int, int]]:
+    mid_note = (lo + hi) // 2
+    return {"low": (lo, min(mid_note, 59)), "high": (max(mid_note, 67), hi)}
+
+
+def pitch_varies(lo: int, hi: int) -> bool:
+    """Whether an instrument plays both a low and a high register (else its pitch is its name's)."""
+    return all(a <= b for a, b in _registers(lo, hi).values())
+
+
+def plan_phrase(lo: int, hi: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, float, str, str]:
+    """Phrase k of an instrument: (MIDI notes, note length s, tempo, pitch label). Register is k % 2,
+    tempo (k // 2) % 2, so every four phrases hold each register x tempo."""
+    register = "low" if k % 2 == 0 else "high"
+    tempo = "slow" if (k // 2) % 2 == 0 else "fast"
+    lo_r, hi_r = _registers(lo, hi)[register]
+    if lo_r > hi_r:  # the instrument cannot play in this register: use its own range
+        lo_r, hi_r = lo, hi
+    note_len = rng.uniform(0.45, 0.7) if tempo == "slow" else rng.uniform(0.14, 0.22)
+    n = int(rng.integers(3, 6)) if tempo == "slow" else int(rng.integers(8, 14))
+    notes = rng.integers(lo_r, hi_r + 1, size=n)
+    mean = float(notes.mean())
+    return notes, note_len, tempo, "high" if mean >= 67 else "low" if mean <= 57 else "mid"
+
+
 def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: np.random.Generator,
                    split_fn) -> list[Recording]:
     """`count` phrases of one instrument in one fluidsynth call (a MIDI file with long gaps)."""
@@ -114,16 +139,8 @@ def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: n
     tr.append(mido.Message("program_change", program=program, channel=0, time=0))
     plan, t = [], 0.0
     for k in range(count):
-        register = "low" if k % 2 == 0 else "high"
-        tempo = "slow" if (k // 2) % 2 == 0 else "fast"
-        mid_note = (lo + hi) // 2
-        lo_r, hi_r = (lo, min(mid_note, 59)) if register == "low" else (max(mid_note, 67), hi)
-        if lo_r > hi_r:  # the instrument cannot play in this register: use its own range
-            register = "high" if lo >= 67 else "low" if hi <= 59 else "mid"
-            lo_r, hi_r = lo, hi
-        note_len = rng.uniform(0.45, 0.7) if tempo == "slow" else rng.uniform(0.14, 0.22)
-        n = int(rng.integers(3, 6)) if tempo == "slow" else int(rng.integers(8, 14))
-        notes = rng.integers(lo_r, hi_r + 1, size=n)
+        notes, note_len, tempo, pitch = plan_phrase(lo, hi, k, rng)
+        n = notes.size
         ticks = int(note_len * 960)
         first = True
         for note in notes:
@@ -131,8 +148,6 @@ def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: n
                                    time=int(gap * 960) if (first and k) else 0))
             tr.append(mido.Message("note_off", note=int(note), velocity=0, channel=0, time=ticks))
             first = False
-        mean = float(notes.mean())
-        pitch = "high" if mean >= 67 else "low" if mean <= 57 else "mid"
         plan.append((t, n * note_len, pitch, tempo, n))
         t += n * note_len + gap
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +161,7 @@ def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: n
         seg = _trim(x[int(start * SR) : int((start + dur + 0.5) * SR)])
         rid = f"instrument/{name}/{k}"
         out.append(Recording(rid, "instrument", name, seg, split_fn(rid),
-                             {"pitch": pitch, "tempo": tempo, "notes": n}))
+                             {"pitch": pitch, "tempo": tempo, "notes": n, "pitch_varies": pitch_varies(lo, hi)}))
     return out
 
 
