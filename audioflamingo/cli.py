@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="per-request generation timeout (s)")
     p.add_argument("--max-audio-seconds", type=float, default=300.0)
     p.add_argument("--max-body-mb", type=float, default=25.0)
+    p.add_argument("--max-decoded-samples", type=int, default=300 * 48000 * 2,
+                   help="refuse audio whose header promises more samples (rate x channels x seconds)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                   help="also answer requests whose Host header is HOST ('*': any); repeatable")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept browser requests from ORIGIN, e.g. https://app.example ('*': any); repeatable")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("demo", help="caption a clip and answer a question about it (default: the bundled clip "
@@ -161,14 +167,21 @@ def run(args) -> int:
         import os
 
         from audioflamingo.serve.app import ServeConfig, create_app, make_server
+        from audioflamingo.serve.guard import LOOPBACK
 
         pipe = AudioFlamingoPipeline.load(args.model, device=args.device)
-        cfg = ServeConfig(model_name=os.path.basename(str(args.model or "audioflamingo-default")).rstrip("/"),
+        cfg = ServeConfig(model_name=os.path.basename(str(args.model or "audioflamingo-default").rstrip("/")),
                           api_key=args.api_key or os.environ.get("AUDIOFLAMINGO_API_KEY"), max_batch=args.max_batch,
                           window_ms=args.batch_window_ms, queue_size=args.queue_size, timeout_s=args.timeout,
-                          max_body_bytes=int(args.max_body_mb * 2**20), max_audio_seconds=args.max_audio_seconds)
+                          max_body_bytes=int(args.max_body_mb * 2**20), max_audio_seconds=args.max_audio_seconds,
+                          max_decoded_samples=args.max_decoded_samples,
+                          allowed_hosts=[*LOOPBACK, *([args.host] if args.host not in ("0.0.0.0", "::") else []),
+                                         *args.allow_host], allowed_origins=args.allow_origin)
         if args.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
             print(f"audioflamingo: warning: serving on {args.host} without --api-key", file=sys.stderr)
+        if args.host in ("0.0.0.0", "::") and not args.allow_host:
+            print(f"audioflamingo: warning: on {args.host} only requests addressed to a loopback name are answered; "
+                  "add --allow-host NAME for the names clients use", file=sys.stderr)
         make_server(create_app(pipe, cfg), args.host, args.port, args.timeout).run()
         return 0
 

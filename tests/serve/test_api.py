@@ -1,68 +1,27 @@
 """The OpenAI-compatible server on loopback, driven by the official `openai` client and httpx."""
 import base64
-import io
-import socket
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 import httpx  # noqa: E402
 
+from tests.serve.helpers import Server, b64, msg  # noqa: E402
 
-def _b64(seconds=1.0, f=440.0, fmt="WAV", sr=16000):
-    t = np.arange(int(sr * seconds)) / sr
-    buf = io.BytesIO()
-    sf.write(buf, (0.4 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr, format=fmt)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _msg(text="What do you hear?", audio=None):
-    return [{"role": "user", "content": [{"type": "text", "text": text},
-                                         {"type": "input_audio", "input_audio": {"data": audio or _b64(), "format": "wav"}}]}]
-
-
-class Server:
-    def __init__(self, app):
-        import uvicorn
-
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+NAME = "audioflamingo"
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    from audioflamingo.presets import build
-    from audioflamingo.tasks import AudioFlamingoPipeline
-
-    model, tok = build("tiny", seed=1)
-    return AudioFlamingoPipeline(model, tok)
-
-
-@pytest.fixture(scope="module")
-def server(pipe):
+def server(default_pipe):
     from audioflamingo.serve.app import ServeConfig, create_app
 
-    srv = Server(create_app(pipe, ServeConfig(model_name="tiny", max_batch=8, window_ms=50, max_audio_seconds=5,
-                                              max_body_bytes=2 * 2**20)))
+    srv = Server(create_app(default_pipe, ServeConfig(model_name="tiny", max_batch=8, window_ms=50,
+                                                      max_audio_seconds=5, max_body_bytes=2 * 2**20)))
     yield srv
     srv.stop()
 
@@ -70,25 +29,25 @@ def server(pipe):
 def test_official_client_chat_stream_and_models(server):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
     assert [m.id for m in client.models.list().data] == ["tiny"]
-    r = client.chat.completions.create(model="tiny", messages=_msg(), max_tokens=6)
+    r = client.chat.completions.create(model="tiny", messages=msg(), max_tokens=40)
     text = r.choices[0].message.content
-    assert isinstance(text, str) and r.choices[0].finish_reason == "stop"
-    chunks = client.chat.completions.create(model="tiny", messages=_msg(), max_tokens=6, stream=True)
+    assert text and r.choices[0].finish_reason == "stop"
+    chunks = client.chat.completions.create(model="tiny", messages=msg(), max_tokens=40, stream=True)
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert streamed == text  # greedy: the stream spells out the same answer
 
 
 def test_multi_turn_uses_history(server):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    msgs = _msg("What is it?") + [{"role": "assistant", "content": "a tone"}, {"role": "user", "content": "How long?"}]
+    msgs = msg("What is it?") + [{"role": "assistant", "content": "a tone"}, {"role": "user", "content": "How long?"}]
     r = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=4)
     assert r.choices[0].message.content is not None
 
 
 def test_concurrent_requests_are_batched_and_equal_sequential(server):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    audios = [_b64(0.5 + 0.25 * i, 300 + 100 * i) for i in range(6)]
-    ask = lambda a: client.chat.completions.create(model="tiny", messages=_msg(audio=a), max_tokens=8  # noqa: E731
+    audios = [b64(0.5 + 0.25 * i, 300 + 100 * i) for i in range(6)]
+    ask = lambda a: client.chat.completions.create(model="tiny", messages=msg(audio=a), max_tokens=8  # noqa: E731
                                                    ).choices[0].message.content
     sequential = [ask(a) for a in audios]
     before = httpx.get(server.url + "/health").json()["largest_batch"]
@@ -105,13 +64,13 @@ def test_concurrent_requests_are_batched_and_equal_sequential(server):
     ("big", 413, "over the limit"), ("tokens", 400, "max_tokens"), ("role", 400, "role"),
 ])
 def test_bad_requests_get_clear_4xx(server, case, status, needle):
-    body = {"model": "tiny", "messages": _msg(), "max_tokens": 4}
+    body = {"model": "tiny", "messages": msg(), "max_tokens": 4}
     if case == "badb64":
         body["messages"][0]["content"][1]["input_audio"]["data"] = "@@not-base64@@"
     elif case == "notaudio":
         body["messages"][0]["content"][1]["input_audio"]["data"] = base64.b64encode(b"hello" * 100).decode()
     elif case == "long":
-        body["messages"] = _msg(audio=_b64(seconds=8.0, sr=8000))
+        body["messages"] = msg(audio=b64(seconds=8.0, sr=8000))
     elif case == "noaudio":
         body["messages"] = [{"role": "user", "content": "hi"}]
     elif case == "url":
@@ -129,15 +88,19 @@ def test_bad_requests_get_clear_4xx(server, case, status, needle):
         r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=30)
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_api_key_and_full_queue(pipe):
+def test_api_key_and_full_queue(default_pipe):
     from audioflamingo.serve.app import ServeConfig, create_app
 
-    srv = Server(create_app(pipe, ServeConfig(api_key="s3cret", max_batch=1, window_ms=0, queue_size=1)))
+    srv = Server(create_app(default_pipe, ServeConfig(api_key="s3cret", max_batch=1, window_ms=0, queue_size=1)))
     try:
-        body = {"model": "x", "messages": _msg(), "max_tokens": 64}
-        assert httpx.post(srv.url + "/v1/chat/completions", json=body).status_code == 401
+        body = {"model": NAME, "messages": msg(), "max_tokens": 64}
+        r = httpx.post(srv.url + "/v1/chat/completions", json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.post(srv.url + "/v1/chat/completions", json=body,
+                          headers={"Authorization": "Bearer s3cre"}).status_code == 401
         hdr = {"Authorization": "Bearer s3cret"}
         assert httpx.get(srv.url + "/health").status_code == 200  # health needs no key
         with ThreadPoolExecutor(12) as ex:
@@ -151,25 +114,34 @@ def test_api_key_and_full_queue(pipe):
         srv.stop()
 
 
-def test_graceful_shutdown_finishes_in_flight_and_refuses_new(pipe):
-    import signal
+def test_api_key_is_compared_in_constant_time(default_pipe, monkeypatch):
+    import hmac
 
-    from audioflamingo.serve.app import ServeConfig, create_app, make_server
+    from audioflamingo.serve import guard
+    from audioflamingo.serve.app import ServeConfig, create_app
 
-    app = create_app(pipe, ServeConfig(max_batch=1, window_ms=0))
-    srv = Server.__new__(Server)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    srv.port = s.getsockname()[1]
-    s.close()
-    srv.server = make_server(app, "127.0.0.1", srv.port, grace_s=30, log_level="warning")
-    srv.thread = threading.Thread(target=srv.server.run, daemon=True)
-    srv.thread.start()
-    while not srv.server.started:
-        time.sleep(0.05)
-    srv.url = f"http://127.0.0.1:{srv.port}"
-    body = {"model": "x", "messages": _msg(), "max_tokens": 200, "stream": True}
-    got, first_chunk = {}, threading.Event()
+    calls, real = [], hmac.compare_digest
+    monkeypatch.setattr(guard.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    srv = Server(create_app(default_pipe, ServeConfig(api_key="s3cret")))
+    try:
+        assert httpx.get(srv.url + "/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert httpx.get(srv.url + "/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert calls == [(b"Bearer nope", b"Bearer s3cret"), (b"Bearer s3cret", b"Bearer s3cret")]
+    finally:
+        srv.stop()
+
+
+def test_graceful_shutdown_finishes_in_flight_and_answers_503(default_pipe):
+    from audioflamingo.serve.app import ServeConfig, create_app
+
+    app = create_app(default_pipe, ServeConfig(max_batch=1, window_ms=0))
+    batcher_generate = []
+    srv = Server(app, draining=True)
+    real = app.state.batcher._generate
+    app.state.batcher._generate = lambda jobs, loop: (time.sleep(2.0), real(jobs, loop))[1]  # a slow model
+    batcher_generate.append(real)
+    body = {"model": NAME, "messages": msg(), "max_tokens": 20, "stream": True}
+    got, started = {}, threading.Event()
 
     def long_request():
         with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) as r:
@@ -177,41 +149,51 @@ def test_graceful_shutdown_finishes_in_flight_and_refuses_new(pipe):
             lines = []
             for line in r.iter_lines():
                 lines.append(line)
-                first_chunk.set()
+                started.set()
             got["lines"] = lines
 
     t = threading.Thread(target=long_request)
     t.start()
-    assert first_chunk.wait(30)
+    assert started.wait(30)  # the role chunk came: the request is in flight, its batch is running
     srv.server.handle_exit(signal.SIGTERM, None)  # what `kill -TERM` does
-    try:
-        late = httpx.post(srv.url + "/v1/chat/completions", json={**body, "stream": False}, timeout=10)
-        assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
-    except httpx.TransportError:
-        pass  # the listening socket may already be closed, or close this connection: also "not accepted"
+    late = [httpx.post(srv.url + "/v1/chat/completions", json={**body, "stream": False}, timeout=10) for _ in range(5)]
+    assert [r.status_code for r in late] == [503] * 5  # not "connection refused"
+    assert all("shutting down" in r.json()["error"]["message"] and r.headers["retry-after"] for r in late)
     t.join(60)
     srv.thread.join(60)
+    assert not srv.thread.is_alive()  # it exits once the in-flight request is done
     assert got["status"] == 200 and [l for l in got["lines"] if l][-1] == "data: [DONE]"  # in-flight stream completed
 
 
-def test_client_that_disconnects_frees_its_slot(pipe):
+def test_client_that_disconnects_frees_its_slot_at_once(default_pipe):
     from audioflamingo.serve.app import ServeConfig, create_app
 
-    app = create_app(pipe, ServeConfig(max_batch=1, window_ms=0))
+    app = create_app(default_pipe, ServeConfig(model_name=NAME, max_batch=1, window_ms=0, queue_size=1))
     srv = Server(app)
-    batcher = app.state.batcher
-    real = batcher._generate
-    batcher._generate = lambda jobs, loop: (time.sleep(1.5), real(jobs, loop))[1]  # a slow model
+    release = threading.Event()
+    real = app.state.batcher._generate
+    app.state.batcher._generate = lambda jobs, loop: (release.wait(30), real(jobs, loop))[1]  # a model held still
     try:
-        slow = {"model": "x", "messages": _msg(), "max_tokens": 5}
-        t = threading.Thread(target=lambda: httpx.post(srv.url + "/v1/chat/completions", json=slow, timeout=120))
-        t.start()
-        time.sleep(0.3)  # the slow request is now generating; the next one waits in the queue
-        with pytest.raises(httpx.TimeoutException):
-            httpx.post(srv.url + "/v1/chat/completions", json={**slow, "max_tokens": 5}, timeout=0.3)
-        t.join(120)
-        time.sleep(0.5)
+        body = {"model": NAME, "messages": msg(), "max_tokens": 5}
+        post = lambda timeout: httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=timeout)  # noqa: E731
+        running = threading.Thread(target=post, args=(60,))
+        running.start()
+        deadline = time.time() + 10
+        while httpx.get(srv.url + "/health").json()["in_flight"] < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(httpx.TimeoutException):  # waits in the one queue slot, then its client leaves
+            post(0.5)
+        time.sleep(0.3)
         health = httpx.get(srv.url + "/health").json()
-        assert health["dropped"] >= 1 and health["in_flight"] == 0, health
+        assert health["queued"] == 0 and health["dropped"] == 1, health  # the slot is free before any batch ran
+        third = []
+        th = threading.Thread(target=lambda: third.append(post(60)))
+        th.start()
+        time.sleep(0.3)
+        release.set()
+        th.join(60)
+        running.join(60)
+        assert third[0].status_code == 200, third[0].text  # not 503 "queue is full"
     finally:
+        release.set()
         srv.stop()
