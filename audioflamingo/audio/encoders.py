@@ -194,18 +194,23 @@ def read_weight_files(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     from audioflamingo.errors import ModelLoadError
+    from audioflamingo.files import check_safetensors, torch_load
 
     d = Path(path)
     files = sorted(d.glob("*.safetensors"))
     if files:
         out: dict[str, torch.Tensor] = {}
         for f in files:
+            check_safetensors(f)  # a truncated or foreign file is named in one line
             out.update(load_file(str(f)))
         return out
     files = sorted(d.glob("pytorch_model*.bin"))
     if files:
         out = {}
         for f in files:
-            out.update(torch.load(str(f), map_location="cpu", weights_only=True))
+            state = torch_load(f)  # weights only: a pickle of anything else is refused, never run
+            if not isinstance(state, dict):
+                raise ModelLoadError(f"{f}: not a state dict")
+            out.update(state)
         return out
     raise ModelLoadError(f"{d}: no *.safetensors or pytorch_model*.bin weight files")

@@ -258,34 +258,30 @@ class AudioFlamingo(nn.Module):
         imported: seconds less start-up); other LMs load as transformers models regardless.
         positions: switch the transformation layers' positions before fine-tuning (e.g. rotary ->
         rotary+sinusoidal); the sinusoid table is derived, not learnt, so only it may be absent."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_model
 
-        from audioflamingo.model import lite as lite_lm
+        from audioflamingo.model.checks import build_lm, check_model_dir, check_tokenizer
         from audioflamingo.text.lite_tokenizer import load_tokenizer
         from audioflamingo.text.tokenizer import special_ids
 
         d = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (d / name).is_file():
-                raise ModelLoadError(f"{d / name}: missing (not an audioflamingo model directory)")
-        cfg = AudioFlamingoConfig.load(d / CONFIG_NAME)
+        # A broken folder (config types, weights header, tokenizer files) is one line naming the file.
+        cfg = check_model_dir(d, WEIGHTS_NAME, CONFIG_NAME)
         derived = set()
         if positions and positions != cfg.transformation.positions:
             cfg.transformation.positions = positions
             derived = {"transformation.position_enc.pos_table"}
         tokenizer = load_tokenizer(d, lite=lite)
-        if lite and lite_lm.supports(cfg.lm):
-            lm = lite_lm.LiteCausalLM(cfg.lm)
-        else:
-            from transformers import AutoConfig, AutoModelForCausalLM
-
-            lm_cfg = dict(cfg.lm)
-            lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg))
-        model = cls(cfg, lm, special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token))
+        check_tokenizer(tokenizer, d)
+        special = special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token)
+        model = cls(cfg, build_lm(cfg.lm, lite, d / CONFIG_NAME), special)
         try:
             missing, unexpected = load_model(model, str(d / WEIGHTS_NAME), strict=not derived)
         except RuntimeError as err:
             raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({str(err).splitlines()[0]})") from None
+        except SafetensorError as err:  # the header was checked; this is damage further in
+            raise ModelLoadError(f"{d / WEIGHTS_NAME}: corrupt weights file ({str(err).splitlines()[0]})") from None
         if set(missing) - derived or set(unexpected) - derived:
             extra = sorted((set(missing) | set(unexpected)) - derived)
             raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({len(extra)} keys, e.g. {extra[0]})")

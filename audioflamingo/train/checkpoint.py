@@ -15,6 +15,9 @@ from pathlib import Path
 
 import torch
 
+from audioflamingo.errors import ModelLoadError
+from audioflamingo.files import check_safetensors, read_json, torch_load
+
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
@@ -42,19 +45,42 @@ def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, state: d
         shutil.rmtree(final)
     tmp.replace(final)
     old = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))
-    for p in old[: max(0, len(old) - keep_last)]:
+    # The checkpoint just written always stays, whatever keep_last says: it is what --resume needs.
+    for p in old[: max(0, len(old) - max(1, keep_last))]:
         shutil.rmtree(p, ignore_errors=True)
     return final
 
 
+def read_state(path: Path) -> dict:
+    """trainer_state.json of a checkpoint, checked enough to resume from (one line naming it if not)."""
+    f = path / "trainer_state.json"
+    state = read_json(f)
+    need = ("stage_index", "stage_step", "global_step", "sampler")
+    if not isinstance(state, dict) or any(k not in state for k in need):
+        raise ModelLoadError(f"{f}: not a trainer state (needs {', '.join(need)})")
+    return state
+
+
 def load_into(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore a checkpoint; every file is read weights-only, and a damaged one is named in one line."""
     from safetensors.torch import load_model
 
-    load_model(model, str(path / "model.safetensors"), strict=True)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
+    check_safetensors(path / "model.safetensors")
+    try:
+        load_model(model, str(path / "model.safetensors"), strict=True)
+    except Exception as err:  # noqa: BLE001 - shape mismatch or damage past the header
+        raise ModelLoadError(f"{path / 'model.safetensors'}: cannot be loaded into this run's model "
+                             f"({str(err).strip().splitlines()[0][:200]})") from None
+    for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
+        try:
+            target.load_state_dict(torch_load(path / name))
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise ModelLoadError(f"{path / name}: does not fit this run ({str(err).strip()[:200]})") from None
+    rng = torch_load(path / "rng.pt")
+    try:
+        torch.set_rng_state(rng["torch"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise ModelLoadError(f"{path / 'rng.pt'}: not a random-state file ({str(err).strip()[:200]})") from None
     if rng.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((path / "trainer_state.json").read_text())
+    return read_state(path)

@@ -5,6 +5,8 @@
     output_dir: runs/tiny                  # relative paths are relative to the recipe file
     seed: 0
     train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
+                                           # save_every: 0 writes no checkpoints (no --resume);
+                                           # keep_last >= 1: the newest checkpoint always stays
     stages:
       - name: pretrain
         kind: pretrain                     # lm (text only, LM alone) | pretrain | sft | chat
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from audioflamingo.train.recipe_check import RecipeError, check_files, check_schema, read_yaml
 
 STAGE_KINDS = ("lm", "pretrain", "sft", "chat")
 
@@ -89,24 +91,24 @@ def _build(cls, d: dict, where: str):
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
     return cls(**d)
 
 
 def load_recipe(path: str | Path) -> Recipe:
+    """Parse and check a recipe (recipe.schema.json, unique stage names, the files it names) before
+    anything is built or written; the first problem raises a one-line RecipeError."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: recipe not found")
-    raw = yaml.safe_load(p.read_text()) or {}
+    raw = check_schema(read_yaml(p), p)
     base = p.parent
 
     def rel(x: str) -> str:
         return str(x if Path(x).is_absolute() else (base / x))
 
     stages = []
-    for n, s in enumerate(raw.pop("stages", None) or []):
+    for n, s in enumerate(raw.pop("stages")):
         s = dict(s)
-        ds = [_build(DatasetSpec, dict(d), f"{p}: stages[{n}].datasets") for d in s.pop("datasets", [])]
+        ds = [_build(DatasetSpec, dict(d), f"{p}: stages[{n}].datasets") for d in s.pop("datasets")]
         for d in ds:
             d.manifest = rel(d.manifest)
             d.icl_file = rel(d.icl_file) if d.icl_file else None
@@ -115,15 +117,7 @@ def load_recipe(path: str | Path) -> Recipe:
         for key in ("lr", "min_lr_ratio", "encoder_lr"):
             if getattr(stage, key) is not None:
                 setattr(stage, key, float(getattr(stage, key)))
-        if stage.kind not in STAGE_KINDS:
-            raise ValueError(f"{p}: stages[{n}].kind must be one of {STAGE_KINDS}, not {stage.kind!r}")
-        if not ds:
-            raise ValueError(f"{p}: stages[{n}] has no datasets")
-        if stage.schedule not in ("cosine", "constant"):
-            raise ValueError(f"{p}: stages[{n}].schedule must be cosine or constant")
         stages.append(stage)
-    if not stages:
-        raise ValueError(f"{p}: no stages")
     train = _build(TrainSpec, raw.pop("train", {}) or {}, f"{p}: train")
     model = dict(raw.pop("model", {"init": "tiny"}))
     for key in ("lm", "clap", "afclap", "tokenizer"):
@@ -134,4 +128,5 @@ def load_recipe(path: str | Path) -> Recipe:
     out = rel(raw.pop("output_dir", "runs/" + p.stem))
     r = _build(Recipe, {**raw, "model": model, "output_dir": out, "stages": stages, "train": train}, str(p))
     r.path = str(p)
+    check_files(r)
     return r

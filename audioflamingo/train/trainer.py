@@ -22,7 +22,7 @@ from audioflamingo.data.mixture import MixtureSampler
 from audioflamingo.data.samples import tokenized_with_budget
 from audioflamingo.errors import AudioFlamingoError
 from audioflamingo.text.templates import IGNORE
-from audioflamingo.train import checkpoint
+from audioflamingo.train import checkpoint, metrics_log
 from audioflamingo.train.recipe import Recipe, StageSpec
 from audioflamingo.train.stages import count, make_optimizer, set_trainable
 
@@ -215,11 +215,13 @@ class Trainer:
         if self.resume and ckpt is None and env.main:
             print(f"audioflamingo: no checkpoint under {checkpoint.checkpoint_dir(self.out)}; starting fresh")
         if ckpt is not None:
-            state = json.loads((ckpt / "trainer_state.json").read_text())
+            state = checkpoint.read_state(ckpt)
             start_stage = state["stage_index"]
+        global_step = state["global_step"] if state else 0
         if env.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        global_step = state["global_step"] if state else 0
+            # Steps after the checkpoint run again: their old rows would be duplicates.
+            metrics_log.trim(self.out / "metrics.jsonl", global_step)
         self.skipped = state.get("skipped", 0) if state else 0
         for si in range(start_stage, len(rc.stages)):
             stage = rc.stages[si]
