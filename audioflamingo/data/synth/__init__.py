@@ -5,8 +5,15 @@ Writes, under OUT:
     scenes.jsonl                     every clip's exact timeline (the ground truth)
     {train,val}_{caption,aqa,classify,dialogue}.jsonl   training manifests (caption ones carry CLAP
                                      positives and compositional negatives)
-    eval/{caption,aqa,instrument,dialogue,fewshot,fewshot_support}.jsonl   held-out test manifests
-    synth.json                       settings, counts, and which recordings went to which split
+    eval/{caption,aqa,instrument,dialogue,fewshot,fewshot_support}.jsonl   in-source test manifests
+                                     (other recordings of the training sources)
+    eval/fewshot_heldout.jsonl       few-shot queries from other sample sets than the datastore's
+    heldout/eval/{caption,aqa,instrument,dialogue}.jsonl   held-out-source test manifests: sample
+                                     sets, voices and collections never heard in training
+                                     (`audioflamingo eval synth-aqa --data OUT/heldout`)
+    synth.json                       settings, counts, sources, and which recordings went to which split
+
+Every record names the sources its audio came from ("sources": sample sets, voices, collections).
 """
 from __future__ import annotations
 
@@ -41,7 +48,7 @@ def _write(path: Path, records: list[dict]) -> None:
 
 
 def _scene_records(scene, audio: str, rng, known: list[str], n_questions: int) -> dict[str, list[dict]]:
-    base = {"audio": audio, "source": scene.id}
+    base = {"audio": audio, "source": scene.id, "sources": sorted({e.origin for e in scene.events})}
     caps = [L.caption(scene, v) for v in range(L.PHRASINGS)]
     first = int(rng.integers(L.PHRASINGS))
     out = {"caption": [{**base, "id": f"{scene.id}/cap", "task": "caption", "output": caps[first],
@@ -68,7 +75,9 @@ def _scene_records(scene, audio: str, rng, known: list[str], n_questions: int) -
 
 
 def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: int = 300, val_scenes: int = 100,
-               progress: bool = True) -> dict:
+               progress: bool = True, bank: dict | None = None) -> dict:
+    """bank: build_bank's sizes (phrases_per_instrument, utterances, novel_phrases, prompts) when not
+    the defaults (tests build a small one)."""
     import soundfile as sf
     from tqdm import tqdm
 
@@ -76,12 +85,15 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
     out = Path(out)
     (out / "eval").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    bank = build_bank(rng)
+    bank = build_bank(rng, **(bank or {}))
     known, novel = sorted(KNOWN_INSTRUMENTS), sorted(NOVEL_INSTRUMENTS)
-    counts = {"train": max(1, int(hours * 3600 / AVERAGE_CLIP_SECONDS)), "val": val_scenes, "test": test_scenes}
+    counts = {"train": max(1, int(hours * 3600 / AVERAGE_CLIP_SECONDS)), "val": val_scenes, "test": test_scenes,
+              "heldout": test_scenes}
     manifests: dict[str, list[dict]] = {}
     scenes_out, seconds = [], {}
-    bar = tqdm(total=sum(counts.values()) + 2 * 12 * len(novel), desc="synth", unit="clip", disable=not progress)
+    heldout_queries = [r for r in bank if r.split == "novel-heldout"]
+    bar = tqdm(total=sum(counts.values()) + 2 * 12 * len(novel) + len(heldout_queries), desc="synth", unit="clip",
+               disable=not progress)
 
     def emit(scene, wave, split):
         rel = f"clips/{split}/{scene.id}.flac"
@@ -93,21 +105,22 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
         return rel
 
     for split, n in counts.items():
-        srng = np.random.default_rng([seed, ["train", "val", "test"].index(split)])
+        srng = np.random.default_rng([seed, {"train": 0, "val": 1, "test": 2, "heldout": 6}[split]])
         pool = _pool(bank, split)
         for k in range(n):
             scene, wave = sample_scene(srng, pool, split, f"{split}-{k:05d}")
             rel = emit(scene, wave, split)
-            recs = _scene_records(scene, rel, srng, known, n_questions=4 if split != "test" else 2)
-            if split == "test":
-                manifests.setdefault("eval/caption", []).extend(recs["caption"])
-                manifests.setdefault("eval/aqa", []).extend(recs["aqa"])
+            recs = _scene_records(scene, rel, srng, known, n_questions=4 if split in ("train", "val") else 2)
+            if split in ("test", "heldout"):
+                ev = "eval" if split == "test" else "heldout/eval"
+                manifests.setdefault(f"{ev}/caption", []).extend(recs["caption"])
+                manifests.setdefault(f"{ev}/aqa", []).extend(recs["aqa"])
                 for r in recs["classify"]:
-                    manifests.setdefault("eval/instrument", []).append({**r, "options": known})
+                    manifests.setdefault(f"{ev}/instrument", []).append({**r, "options": known})
                 for r in recs["dialogue"]:  # one item per follow-up turn, with the gold history before it
                     for j in range(1, len(r["turns"])):
-                        manifests.setdefault("eval/dialogue", []).append({**r, "id": f"{r['id']}/t{j}",
-                                                                          "turns": r["turns"][: j + 1]})
+                        manifests.setdefault(f"{ev}/dialogue", []).append({**r, "id": f"{r['id']}/t{j}",
+                                                                           "turns": r["turns"][: j + 1]})
             else:
                 for task, rs in recs.items():
                     manifests.setdefault(f"{split}_{task}", []).extend(rs)
@@ -119,12 +132,25 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
             scene, wave = sample_scene(srng, pool, split, f"{split}-{k:05d}", kinds=("instrument",), n_events=1)
             rel = emit(scene, wave, split)
             manifests.setdefault(name, []).append(
-                {"id": scene.id, "audio": rel, "source": scene.events[0].source, "task": "classify",
-                 "instruction": INSTRUMENT_QUESTION, "output": scene.events[0].label, "options": novel})
+                {"id": scene.id, "audio": rel, "source": scene.events[0].source, "sources": [scene.events[0].origin],
+                 "task": "classify", "instruction": INSTRUMENT_QUESTION, "output": scene.events[0].label,
+                 "options": novel})
+    # Few-shot queries from other sample sets (Freepats, GCompris' recordings) than the datastore's
+    # FluidR3 phrases: one clip per recording.
+    srng = np.random.default_rng([seed, 5])
+    for k, rec in enumerate(heldout_queries):
+        scene, wave = sample_scene(srng, {"instrument": [rec]}, "novel-heldout", f"novel-heldout-{k:05d}",
+                                   kinds=("instrument",), n_events=1)
+        rel = emit(scene, wave, "novel-heldout")
+        manifests.setdefault("eval/fewshot_heldout", []).append(
+            {"id": scene.id, "audio": rel, "source": rec.id, "sources": [rec.origin], "task": "classify",
+             "instruction": INSTRUMENT_QUESTION, "output": rec.label, "options": novel})
     bar.close()
     for name, recs in manifests.items():
-        if name.startswith("eval/"):  # manifest paths resolve against the manifest's own folder
-            recs = [{**r, "audio": "../" + r["audio"]} for r in recs]
+        if name.startswith(("eval/", "heldout/")):  # manifest paths resolve against the manifest's own folder
+            up = "../" * name.count("/")
+            recs = [{**r, "audio": up + r["audio"]} for r in recs]
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         _write(out / f"{name}.jsonl", recs)
     _write(out / "scenes.jsonl", scenes_out)
     summary = {
@@ -133,6 +159,8 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
         "manifests": {k: len(v) for k, v in sorted(manifests.items())},
         "known_instruments": known, "novel_instruments": novel,
         "recordings": {s: sum(r.split == s for r in bank) for s in sorted({r.split for r in bank})},
+        "sources": {o: {s: sum(r.origin == o and r.split == s for r in bank) for s in sorted({r.split for r in bank})
+                        if any(r.origin == o and r.split == s for r in bank)} for o in sorted({r.origin for r in bank})},
         "recording_splits": {r.id: r.split for r in bank},
     }
     (out / "synth.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))

@@ -24,6 +24,8 @@ def _pitch(e: Event) -> str:
 def phrase(e: Event, v: int) -> str:
     """A noun phrase for one event, phrasing v (0..2)."""
     a = e.attrs
+    if e.kind == "instrument" and "tempo" not in a:  # a recording: no known tempo or register
+        return [f"{_a(e.label)} playing", f"the sound of {_a(e.label)}", f"{_a(e.label)} being played"][v]
     if e.kind == "instrument":
         p, t = _pitch(e), a["tempo"]
         return [f"a {t} {p}{e.label} melody", f"{_a(e.label)} playing a {t} {p}tune",
@@ -33,6 +35,8 @@ def phrase(e: Event, v: int) -> str:
         lang = a["language"].capitalize()
         return [f"a {who} speaking {lang}", f"a {a['gender']} voice talking in {lang}",
                 f"a {who} saying something in {lang}"][v]
+    if e.kind == "everyday":
+        return [e.label, f"the sound of {e.label}", f"{e.label} in the recording"][v]
     if e.kind == "alert":
         return {"bell": ["a bell ringing", "a ringing bell", "the sound of a bell"],
                 "phone ringing": ["a phone ringing", "a ringing telephone", "the ring of a phone"],
@@ -78,6 +82,8 @@ def ident(e: Event) -> str:
         return _a(e.label)
     if e.kind == "speech":
         return "a man speaking" if e.attrs["gender"] == "male" else "a woman speaking"
+    if e.kind == "everyday":
+        return e.label
     return {"bell": "a bell", "phone ringing": "a phone ringing", "camera shutter": "a camera shutter",
             "chime": "a chime", "beep": "a beep", "noise": "noise", "chirp": "a chirp", "ticking": "ticking"}[e.label]
 
@@ -144,7 +150,7 @@ def _attribute_questions(e: Event, ref: str, rng: np.random.Generator | None = N
     a, out = e.attrs, []
     if e.kind in ("instrument", "beep") and a.get("pitch") in ("high", "low") and a.get("pitch_varies", True):
         out.append((ask("pitch", rng, ref), a["pitch"], "pitch"))
-    if e.kind in ("instrument", "ticking"):
+    if e.kind in ("instrument", "ticking") and "tempo" in a:
         out.append((ask("tempo", rng, ref), a["tempo"], "tempo"))
     if e.kind == "beep":
         out.append((ask("length", rng, ref), a["length"], "length"))
@@ -176,7 +182,9 @@ def questions(scene: Scene, rng: np.random.Generator | None = None) -> list[tupl
     for i, e in enumerate(ev):
         if not _unique(scene, e):
             continue
-        ref = "the " + ident(e).split(" ", 1)[-1] if e.kind != "speech" else "the speaker"
+        name = ident(e)
+        ref = "the " + (name.split(" ", 1)[1] if name.startswith(("a ", "an ")) else name) if e.kind != "speech" \
+            else "the speaker"
         if e.kind != "speech" or len(speech) == 1:
             out += _attribute_questions(e, ref, rng)
         if e.kind != "speech":

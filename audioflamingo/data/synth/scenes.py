@@ -14,13 +14,14 @@ from audioflamingo.data.synth.sources import SR, Recording
 
 @dataclass
 class Event:
-    kind: str  # instrument | speech | alert | beep | noise | chirp | ticking
+    kind: str  # instrument | speech | alert | everyday | beep | noise | chirp | ticking
     label: str  # instrument name, "speech", alert label, or the procedural kind
     start: float
     end: float
     level_db: float  # RMS level in dBFS before the clip's peak normalisation
     source: str  # recording id ("" for procedural signals: generated fresh for each clip)
     attrs: dict = field(default_factory=dict)
+    origin: str = ""  # the source it came from: sample set, voice, collection, or "procedural"
 
     @property
     def duration(self) -> float:
@@ -91,7 +92,7 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
                  max_seconds: float = 10.0, kinds: tuple[str, ...] | None = None, n_events: int | None = None
                  ) -> tuple[Scene, np.ndarray]:
     """Draw a scene from `pool` (recordings of this split grouped by kind) and mix it."""
-    kinds = kinds or ("instrument", "instrument", "instrument", "speech", "speech", "alert") + PROCEDURAL
+    kinds = kinds or ("instrument", "instrument", "instrument", "speech", "speech", "alert", "everyday") + PROCEDURAL
     kinds = tuple(k for k in kinds if k in PROCEDURAL or pool.get(k))  # a split may lack a kind
     n = n_events or int(rng.choice([1, 2, 3], p=[0.35, 0.45, 0.2]))
     lead = float(rng.choice([0.0, rng.uniform(0.1, 0.5), rng.uniform(1.2, 2.0)], p=[0.35, 0.35, 0.3]))
@@ -100,21 +101,21 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
         kind = str(rng.choice(kinds))
         if kind in PROCEDURAL:
             x, attrs = procedural(kind, rng)
-            label, source = kind, ""
+            label, source, origin = kind, "", "procedural"
         else:
             rec = pool[kind][int(rng.integers(len(pool[kind])))]
-            x, attrs, label, source = rec.wave, dict(rec.attrs), rec.label, rec.id
+            x, attrs, label, source, origin = rec.wave, dict(rec.attrs), rec.label, rec.id, rec.origin
         if kind == "instrument" and any(e.kind == "instrument" and e.label == label for e in events):
             continue  # one phrase per instrument per clip keeps "the violin" unambiguous
         if t + x.size / SR > max_seconds - 0.2:
             break
         level = float(rng.uniform(-30, -14))
-        events.append(Event(kind, label, round(t, 3), round(t + x.size / SR, 3), round(level, 1), source, attrs))
+        events.append(Event(kind, label, round(t, 3), round(t + x.size / SR, 3), round(level, 1), source, attrs, origin))
         pieces.append((t, x, level))
         t += x.size / SR + rng.uniform(0.3, 1.0)
     if not events:  # the drawn piece did not fit: take a short procedural one instead
         x, attrs = procedural("beep", rng)
-        events.append(Event("beep", "beep", round(lead, 3), round(lead + x.size / SR, 3), -20.0, "", attrs))
+        events.append(Event("beep", "beep", round(lead, 3), round(lead + x.size / SR, 3), -20.0, "", attrs, "procedural"))
         pieces.append((lead, x, -20.0))
     duration = min(max_seconds, max(events[-1].end + rng.uniform(0.3, 1.0), 1.0))
     mix = np.zeros(int(duration * SR), np.float32)

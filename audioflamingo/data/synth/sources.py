@@ -1,14 +1,24 @@
-"""Source recordings for the synthetic corpus: real sampled instruments, synthetic voices, packaged
-sound effects, and procedural signals, each with exact attributes.
+"""Source recordings for the synthetic corpus: sampled and recorded instruments, synthetic and
+recorded voices, recorded everyday sounds, and procedural signals, each with exact attributes and
+tagged with its source (the sample set, voice or collection it came from).
 
-Real sources come from Debian packages installed by `make synth-deps` (needed only to regenerate
-the corpus, never to run a model):
-- `fluid-soundfont-gm` + `fluidsynth`: FluidR3 General MIDI, sampled acoustic instruments;
-- `espeak-ng`: formant speech, male and female variants, four languages;
-- `sound-theme-freedesktop`: recorded/produced alert sounds (bell, phone, shutter, chimes).
+Every source comes from a Debian package installed by `make synth-deps` (needed only to regenerate
+the corpus, never to run a model); SOURCES lists them. Several independent sources per kind:
+- instruments: FluidR3 (`fluid-soundfont-gm`, rendered by `fluidsynth`), Freepats (`freepats`,
+  rendered by `timidity`), GCompris' recorded instruments (`gcompris-qt-data`);
+- speech: `espeak-ng` (six voice variants, six languages), Festival (`festival` + `festvox-*`:
+  English, Italian, Russian voices), `flite` (four English voices), and studio-recorded Asterisk
+  prompts (`asterisk-core-sounds-it-wav`, `-ru-wav`, `asterisk-prompt-it-menardi-wav`);
+- alerts: `sound-theme-freedesktop`; everyday and animal sounds: GCompris' recordings;
+- procedural beeps, noise, chirps and ticking, generated fresh for every clip.
 
-A *recording* is one rendered phrase, utterance or file; the split (train / val / test / novel) is
-decided per recording, so test clips never reuse a recording heard in training.
+A *recording* is one rendered phrase, utterance or file segment. Its split is decided per
+recording (train / val / test), so in-source test clips never reuse a recording heard in training;
+the sources in HELD_OUT are kept whole for the held-out-source test split ("heldout"): a sample
+set, voices and recording collections never heard in training or in the in-source test.
+Reserved for independent evaluation and never used here: timgm6mb-soundfont,
+musescore-general-soundfont, klettres-data, openttd-opensfx, asterisk-core-sounds-{en,fr,es}-*,
+asterisk-prompt-fr-armelle, asterisk-prompt-es-co.
 """
 from __future__ import annotations
 
@@ -23,7 +33,12 @@ import numpy as np
 
 SR = 16000
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+FREEPATS_CFG = Path("/etc/timidity/freepats.cfg")
+FREEPATS = Path("/usr/share/midi/freepats/Tone_000")
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
+GCOMPRIS = Path("/usr/share/gcompris-qt/rcc")
+ASTERISK = Path("/usr/share/asterisk/sounds")
+FESTIVAL_VOICES = Path("/usr/share/festival/voices")
 
 # name -> (General MIDI program, lowest note, highest note)
 KNOWN_INSTRUMENTS = {
@@ -37,7 +52,7 @@ NOVEL_INSTRUMENTS = {
     "banjo": (105, 48, 84), "steel drums": (114, 52, 88),
 }
 VOICES = {"m1": "male", "m3": "male", "m7": "male", "f1": "female", "f3": "female", "f5": "female"}
-LANGUAGES = {"english": "en", "german": "de", "french": "fr", "spanish": "es"}
+LANGUAGES = {"english": "en", "german": "de", "french": "fr", "spanish": "es", "italian": "it", "russian": "ru"}
 _WORDS = {
     "english": ("the cat|a farmer|my sister|the old train|our teacher|a small bird|the river|his brother",
                 "sees|finds|carries|likes|follows|paints|opens|calls",
@@ -51,7 +66,25 @@ _WORDS = {
     "spanish": ("el gato|una niña|mi hermano|el viejo tren|nuestro maestro|un pájaro|el río|mi madre",
                 "ve|encuentra|lleva|quiere|sigue|pinta|abre|llama",
                 "la ventana|el jardín|el pan|una carta|la puerta|un barco|el mercado|la llave"),
+    "italian": ("il gatto|una ragazza|mio fratello|il vecchio treno|il nostro maestro|un uccello|il fiume|mia madre",
+                "vede|trova|porta|ama|segue|dipinge|apre|chiama",
+                "la finestra|il giardino|il pane|una lettera|la porta|una barca|il mercato|la chiave"),
+    "russian": ("кошка|девочка|мой брат|старый поезд|наш учитель|маленькая птица|река|моя мама",
+                "видит|находит|несёт|любит|рисует|открывает|зовёт|ищет",
+                "окно|сад|хлеб|письмо|дверь|лодку|рынок|ключ"),
 }
+# Speech engines other than espeak-ng: tag -> (command kind, voice, gender, language)
+FESTIVAL = {"festival/kal": ("kal_diphone", "male", "english"), "festival/ked": ("ked_diphone", "male", "english"),
+            "festival/slt": ("cmu_us_slt_arctic_hts", "female", "english"),
+            "festival/lp": ("lp_diphone", "female", "italian"), "festival/pc": ("pc_diphone", "male", "italian"),
+            "festival/nsh": ("msu_ru_nsh_clunits", "male", "russian")}
+FLITE = {"flite/kal": ("kal", "male"), "flite/awb": ("awb", "male"), "flite/rms": ("rms", "male"),
+         "flite/slt": ("slt", "female")}
+# Recorded prompt collections (the folder names carry the speaker's gender).
+RECORDED_SPEECH = {"asterisk/it-menardi": ("it_IT_f_Menardi", "female", "italian"),
+                   "asterisk/it-carlo": ("it_IT_m_Carlo", "male", "italian"),
+                   "asterisk/ru": ("ru_RU_f_IvrvoiceRU", "female", "russian")}
+PROMPTS_PER_COLLECTION = 40
 # freedesktop file stem -> label; chimes are many files, so they are the only alerts in every split.
 ALERTS = {"bell": "bell", "phone-incoming-call": "phone ringing", "phone-outgoing-calling": "phone ringing",
           "camera-shutter": "camera shutter", "screen-capture": "camera shutter"}
@@ -59,16 +92,64 @@ CHIMES = ("complete", "message", "message-new-instant", "dialog-information", "d
           "service-login", "service-logout", "device-added", "device-removed", "power-plug", "power-unplug",
           "network-connectivity-established", "network-connectivity-lost", "audio-volume-change", "dialog-error",
           "trash-empty", "window-question", "suspend-error", "alarm-clock-elapsed")
+# GCompris recordings: (bundle, file stem) -> label. The label is the answer that names the sound.
+GCOMPRIS_INSTRUMENTS = {"cello": "cello", "clarinet": "clarinet", "flute_traversiere": "flute", "guitar": "guitar",
+                        "organ": "organ", "piano": "piano", "saxophone": "saxophone", "trumpet": "trumpet",
+                        "violin": "violin", "accordion": "accordion", "banjo": "banjo", "harmonica": "harmonica"}
+EVERYDAY = {
+    "gcompris-farm": {("explore_farm_animals", s): l for s, l in (
+        ("cat", "a cat meowing"), ("chickens", "chickens clucking"), ("cow", "a cow mooing"), ("dog", "a dog barking"),
+        ("duck", "a duck quacking"), ("horse", "a horse neighing"), ("owl", "an owl hooting"), ("pig", "a pig grunting"),
+        ("sheep", "a sheep bleating"))},
+    "gcompris-effects": {("canal_lock", "door_open"): "a door", ("canal_lock", "door_close"): "a door",
+                         ("traffic", "car"): "a car", ("railroad", "train"): "a train",
+                         ("guessnumber", "helicopter"): "a helicopter", ("canal_lock", "water_fill"): "running water",
+                         ("money", "money1"): "coins", ("money", "money2"): "coins",
+                         ("mining", "pickaxe"): "a pickaxe striking", ("target", "arrow"): "an arrow"},
+    # held out whole: the same labels from another collection
+    "gcompris-memory": {("memory-sound", "LRBark_1_LA_cut"): "a dog barking",
+                        ("memory-sound", "LRBark_3_LA_cut"): "a dog barking",
+                        ("memory-sound", "LRDoor_Open_2_LA"): "a door",
+                        ("memory-sound", "LRStartAndStopCarEngine1LACut"): "a car",
+                        ("memory-sound", "LRTrain_slowing_down_01_LA_cut"): "a train"},
+}
+SEGMENT_SECONDS = 2.5  # recorded files longer than this are cut into pieces of this length
+
+# Kept whole for the held-out-source test split: a sample set, an engine, voices and collections.
+HELD_OUT = ("freepats", "flite/", "espeak-ng/m7", "espeak-ng/f5", "asterisk/it-carlo", "festival/ked",
+            "gcompris-memory")
+
+# source -> (Debian packages, files or commands it needs)
+SOURCES = {
+    "fluidr3": (("fluidsynth", "fluid-soundfont-gm"), ("fluidsynth", SOUNDFONT)),
+    "freepats": (("timidity", "freepats"), ("timidity", FREEPATS_CFG)),
+    "gcompris": (("gcompris-qt-data",), (GCOMPRIS / "instruments.rcc",)),
+    "espeak-ng": (("espeak-ng",), ("espeak-ng",)),
+    "festival": (("festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts", "festvox-italp16k",
+                  "festvox-itapc16k", "festvox-ru"),
+                 ("text2wave", *(FESTIVAL_VOICES / d for d in ("english/kal_diphone", "english/ked_diphone",
+                  "us/cmu_us_slt_arctic_hts", "italian/lp_diphone", "italian/pc_diphone", "russian/msu_ru_nsh_clunits")))),
+    "flite": (("flite",), ("flite",)),
+    "asterisk": (("asterisk-core-sounds-it-wav", "asterisk-core-sounds-ru-wav", "asterisk-prompt-it-menardi-wav"),
+                 tuple(ASTERISK / d for d, _, _ in RECORDED_SPEECH.values())),
+    "freedesktop": (("sound-theme-freedesktop",), (FREEDESKTOP,)),
+}
+PACKAGES = tuple(dict.fromkeys(p for pk, _ in SOURCES.values() for p in pk))
 
 
 @dataclass
 class Recording:
     id: str
-    kind: str  # instrument | speech | alert
+    kind: str  # instrument | speech | alert | everyday
     label: str
     wave: np.ndarray
     split: str
     attrs: dict = field(default_factory=dict)
+    origin: str = ""  # its source: sample set, voice or collection ("fluidr3", "flite/slt", ...)
+
+
+def held_out(origin: str) -> bool:
+    return any(origin == h or (h.endswith("/") and origin.startswith(h)) for h in HELD_OUT)
 
 
 def split_of(key: str, val: float = 0.1, test: float = 0.15) -> str:
@@ -77,12 +158,22 @@ def split_of(key: str, val: float = 0.1, test: float = 0.15) -> str:
     return "test" if u < test else "val" if u < test + val else "train"
 
 
-def check_tools() -> None:
-    missing = [n for n, ok in (("fluidsynth", shutil.which("fluidsynth")), ("espeak-ng", shutil.which("espeak-ng")),
-                               (str(SOUNDFONT), SOUNDFONT.is_file()), (str(FREEDESKTOP), FREEDESKTOP.is_dir())) if not ok]
+def missing_sources(names=None) -> dict[str, str]:
+    """source -> what is missing of it, for the sources named (all by default)."""
+    out = {}
+    for name in names or SOURCES:
+        packages, needs = SOURCES[name]
+        gone = [str(n) for n in needs if not (shutil.which(n) if isinstance(n, str) else Path(n).exists())]
+        if gone:
+            out[name] = f"{name} ({' '.join(packages)}: {', '.join(gone)} missing)"
+    return out
+
+
+def check_tools(names=None) -> None:
+    missing = missing_sources(names)
     if missing:
-        raise RuntimeError(f"corpus sources missing: {', '.join(missing)} (run `make synth-deps` as root: "
-                           "apt-get install fluidsynth fluid-soundfont-gm espeak-ng sound-theme-freedesktop)")
+        raise RuntimeError("corpus sources missing: " + "; ".join(missing.values()) +
+                           " - run `make synth-deps` as root")
 
 
 def _read(path: Path) -> np.ndarray:
@@ -90,6 +181,17 @@ def _read(path: Path) -> np.ndarray:
     import soxr
 
     x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return soxr.resample(x, sr, SR, quality="HQ").astype(np.float32) if sr != SR else x
+
+
+def _read_bytes(blob: bytes) -> np.ndarray:
+    import io
+
+    import soundfile as sf
+    import soxr
+
+    x, sr = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
     x = x.mean(axis=1)
     return soxr.resample(x, sr, SR, quality="HQ").astype(np.float32) if sr != SR else x
 
@@ -127,9 +229,14 @@ def plan_phrase(lo: int, hi: int, k: int, rng: np.random.Generator) -> tuple[np.
     return notes, note_len, tempo, "high" if mean >= 67 else "low" if mean <= 57 else "mid"
 
 
+def has_program(synth: str, program: int) -> bool:
+    return synth == "fluidr3" or any(FREEPATS.glob(f"{program:03d}_*.pat"))
+
+
 def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: np.random.Generator,
-                   split_fn) -> list[Recording]:
-    """`count` phrases of one instrument in one fluidsynth call (a MIDI file with long gaps)."""
+                   split_fn, synth: str = "fluidr3") -> list[Recording]:
+    """`count` phrases of one instrument in one synthesiser call (a MIDI file with long gaps):
+    FluidR3 through fluidsynth, or Freepats through timidity."""
     import mido
 
     tpb, gap = 480, 2.0  # 120 bpm: 960 ticks per second
@@ -153,32 +260,79 @@ def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: n
     with tempfile.TemporaryDirectory() as tmp:
         mp, wp = Path(tmp) / "p.mid", Path(tmp) / "p.wav"
         mid.save(str(mp))
-        subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(SR), "-F", str(wp),
-                        str(SOUNDFONT), str(mp)], check=True, capture_output=True)
+        cmd = (["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(SR), "-F", str(wp),
+                str(SOUNDFONT), str(mp)] if synth == "fluidr3" else
+               ["timidity", "-c", str(FREEPATS_CFG), "-Ow", "-s", str(SR), "-o", str(wp), str(mp)])
+        subprocess.run(cmd, check=True, capture_output=True)
         x = _read(wp)
     out = []
     for k, (start, dur, pitch, tempo, n) in enumerate(plan):
         seg = _trim(x[int(start * SR) : int((start + dur + 0.5) * SR)])
-        rid = f"instrument/{name}/{k}"
+        rid = f"instrument/{synth}/{name}/{k}"
         out.append(Recording(rid, "instrument", name, seg, split_fn(rid),
-                             {"pitch": pitch, "tempo": tempo, "notes": n, "pitch_varies": pitch_varies(lo, hi)}))
+                             {"pitch": pitch, "tempo": tempo, "notes": n, "pitch_varies": pitch_varies(lo, hi)}, synth))
     return out
 
 
+def _sentence(rng: np.random.Generator, lang: str) -> str:
+    subj, verb, obj = (w.split("|") for w in _WORDS[lang])
+    return f"{rng.choice(subj)} {rng.choice(verb)} {rng.choice(obj)}"
+
+
+def _speech(rid_key: str, origin: str, wave: np.ndarray, gender: str, lang: str, text: str) -> Recording:
+    # the sentence (or prompt) decides the in-source split: test sentences are new
+    split = "heldout" if held_out(origin) else split_of(rid_key)
+    return Recording(f"{rid_key}/{origin}", "speech", "speech", _trim(wave), split,
+                     {"gender": gender, "language": lang, "sentence": text}, origin)
+
+
 def render_speech(rng: np.random.Generator, per_voice_language: int) -> list[Recording]:
+    """espeak-ng (every voice variant x language), Festival and flite voices: `per_voice_language`
+    sentences each, rate and sentence drawn from rng."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
+        wp, tp = Path(tmp) / "s.wav", Path(tmp) / "s.txt"
         for lang, code in LANGUAGES.items():
-            subj, verb, obj = (s.split("|") for s in _WORDS[lang])
             for variant, gender in VOICES.items():
                 for _ in range(per_voice_language):
-                    sentence = f"{rng.choice(subj)} {rng.choice(verb)} {rng.choice(obj)}"
-                    wp = Path(tmp) / "s.wav"
+                    sentence = _sentence(rng, lang)
                     subprocess.run(["espeak-ng", "-v", f"{code}+{variant}", "-s", str(int(rng.integers(130, 175))),
                                     "-w", str(wp), sentence], check=True, capture_output=True)
-                    rid = f"speech/{lang}/{sentence}"  # the sentence decides the split: test sentences are new
-                    out.append(Recording(f"{rid}/{variant}", "speech", "speech", _trim(_read(wp)), split_of(rid),
-                                         {"gender": gender, "language": lang, "sentence": sentence}))
+                    out.append(_speech(f"speech/{lang}/{sentence}", f"espeak-ng/{variant}", _read(wp), gender, lang,
+                                       sentence))
+        for origin, (voice, gender, lang) in FESTIVAL.items():
+            for _ in range(per_voice_language):
+                sentence = _sentence(rng, lang)
+                stretch = float(rng.uniform(0.9, 1.15))
+                tp.write_text(sentence + "\n", encoding="utf-8")
+                subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval",
+                                f"(Parameter.set 'Duration_Stretch {stretch:.2f})", str(tp), "-o", str(wp)],
+                               check=True, capture_output=True)
+                out.append(_speech(f"speech/{lang}/{sentence}", origin, _read(wp), gender, lang, sentence))
+        for origin, (voice, gender) in FLITE.items():
+            for _ in range(per_voice_language):
+                sentence = _sentence(rng, "english")
+                subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={rng.uniform(0.9, 1.15):.2f}",
+                                "-t", sentence, "-o", str(wp)], check=True, capture_output=True)
+                out.append(_speech(f"speech/english/{sentence}", origin, _read(wp), gender, "english", sentence))
+    return out
+
+
+def load_recorded_speech(per_collection: int = PROMPTS_PER_COLLECTION) -> list[Recording]:
+    """Asterisk's studio-recorded prompts (8 kHz): per collection, the prompts of 0.8-4 s in a fixed
+    hashed order (not the alphabet: a collection's first files are one topic)."""
+    out = []
+    for origin, (folder, gender, lang) in RECORDED_SPEECH.items():
+        files = sorted((ASTERISK / folder).glob("*.wav"), key=lambda f: hashlib.sha1(f.stem.encode()).hexdigest())
+        taken = 0
+        for f in files:
+            x = _trim(_read(f))
+            if not 0.8 * SR <= x.size <= 4.0 * SR:
+                continue
+            out.append(_speech(f"speech/{lang}/prompt:{f.stem}", origin, x, gender, lang, f.stem))
+            taken += 1
+            if taken == per_collection:
+                break
     return out
 
 
@@ -191,21 +345,82 @@ def load_alerts() -> list[Recording]:
         x = _trim(_read(p))[: int(3.0 * SR)]
         label = ALERTS.get(stem, "chime")
         split = "train" if stem in ALERTS else split_of(f"alert/{stem}", val=0.15, test=0.25)
-        out.append(Recording(f"alert/{stem}", "alert", label, x, split))
+        out.append(Recording(f"alert/{stem}", "alert", label, x, split, {}, "freedesktop"))
     return out
 
 
-def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utterances: int = 6) -> list[Recording]:
+def _segments(x: np.ndarray, seconds: float = SEGMENT_SECONDS, most: int = 4) -> list[np.ndarray]:
+    """A long recording cut into up to `most` trimmed pieces of about `seconds`."""
+    step = int(seconds * SR)
+    if x.size <= int(1.5 * step):
+        return [x]
+    pieces = [_trim(x[k : k + step]) for k in range(0, x.size - step // 2, step)][:most]
+    return [p for p in pieces if p.size > 0.4 * SR]
+
+
+def load_gcompris() -> list[Recording]:
+    """GCompris' recorded instruments (known labels; novel ones go to the few-shot split) and
+    everyday and animal sounds, read from the Qt resource bundles. Each piece is a recording."""
+    from audioflamingo.data.synth.rcc import read_rcc
+
+    out, bundles = [], {}
+
+    def blob(bundle: str, stem: str) -> bytes | None:
+        if bundle not in bundles:
+            path = GCOMPRIS / f"{bundle}.rcc"
+            bundles[bundle] = read_rcc(path) if path.is_file() else {}
+        for k, v in bundles[bundle].items():
+            if k.rsplit("/", 1)[-1].rsplit(".", 1)[0] == stem and k.endswith((".ogg", ".wav")):
+                return v
+        return None
+
+    for stem, label in GCOMPRIS_INSTRUMENTS.items():
+        data = blob("instruments", stem)
+        if data is None:
+            continue
+        for k, seg in enumerate(_segments(_trim(_read_bytes(data)))):
+            rid = f"instrument/gcompris/{label}/{k}"
+            split = ("novel-heldout" if label in NOVEL_INSTRUMENTS else
+                     "heldout" if held_out("gcompris-instruments") else split_of(rid))
+            out.append(Recording(rid, "instrument", label, seg, split, {}, "gcompris-instruments"))
+    for origin, files in EVERYDAY.items():
+        for (bundle, stem), label in files.items():
+            data = blob(bundle, stem)
+            if data is None:
+                continue
+            for k, seg in enumerate(_segments(_trim(_read_bytes(data)))):
+                rid = f"everyday/{origin}/{stem}/{k}"
+                out.append(Recording(rid, "everyday", label, seg, "heldout" if held_out(origin) else
+                                     split_of(rid, val=0.1, test=0.2), {}, origin))
+    return out
+
+
+def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utterances: int = 6,
+               novel_phrases: int = 24, prompts: int = PROMPTS_PER_COLLECTION) -> list[Recording]:
+    """Every source's recordings, in a fixed order (each source draws from rng in turn)."""
     bank = []
-    for name, (prog, lo, hi) in KNOWN_INSTRUMENTS.items():
-        bank += render_phrases(name, prog, lo, hi, phrases_per_instrument, rng, split_of)
+
+    def in_source(rid: str) -> str:
+        return split_of(rid)
+
+    for synth in ("fluidr3", "freepats"):
+        for name, (prog, lo, hi) in KNOWN_INSTRUMENTS.items():
+            if has_program(synth, prog):
+                bank += render_phrases(name, prog, lo, hi, phrases_per_instrument // 2 if synth != "fluidr3" else
+                                       phrases_per_instrument, rng, (lambda rid: "heldout") if held_out(synth)
+                                       else in_source, synth)
     for name, (prog, lo, hi) in NOVEL_INSTRUMENTS.items():
         # novel instruments: half the phrases are the retrieval datastore, half the queries. Phrase k
         # plays register k % 2 and tempo (k // 2) % 2, so the halves are alternate blocks of four: each
         # half holds every register x tempo (a parity split put all high phrases in the datastore and
         # all low ones among the queries, which measured cross-register retrieval, not few-shot).
-        bank += render_phrases(name, prog, lo, hi, 24, rng,
+        bank += render_phrases(name, prog, lo, hi, novel_phrases, rng,
                                lambda rid: "novel-support" if int(rid.rsplit("/", 1)[1]) // 4 % 2 else "novel-test")
+        if has_program("freepats", prog):  # queries from another sample set than the datastore's
+            bank += render_phrases(name, prog, lo, hi, max(4, novel_phrases // 3), rng, lambda rid: "novel-heldout",
+                                   "freepats")
     bank += render_speech(rng, utterances)
+    bank += load_recorded_speech(prompts)
     bank += load_alerts()
+    bank += load_gcompris()
     return bank
