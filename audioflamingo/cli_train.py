@@ -17,6 +17,9 @@ def add_train_commands(sub) -> None:
     p = dsub.add_parser("validate", help="report every problem of a manifest at once (file:line)")
     p.add_argument("manifest")
     p.add_argument("--no-audio", action="store_true", help="check fields only, not the audio files")
+    p.add_argument("--root", metavar="DIR", help="audio must resolve inside DIR (default: the manifest's folder; "
+                                                 "paths that leave it, by ../, a symlink or an absolute path, are "
+                                                 "problems)")
 
     p = dsub.add_parser("convert", help="public dataset layout -> manifest",
                         description="Layouts: clotho (clotho_captions_<split>.csv + audio folder), audiocaps "
@@ -144,7 +147,8 @@ def run_train_commands(args) -> int:
     if args.data_command == "validate":
         from audioflamingo.data.manifest import validate_manifest
 
-        rep = validate_manifest(args.manifest, check_audio=not args.no_audio, progress=sys.stderr.isatty())
+        rep = validate_manifest(args.manifest, check_audio=not args.no_audio, progress=sys.stderr.isatty(),
+                                root=args.root)
         for line in rep.problems:
             print(line)
         tasks = ", ".join(f"{k} {v}" for k, v in sorted(rep.tasks.items())) or "none"

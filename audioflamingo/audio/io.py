@@ -13,6 +13,7 @@ import soundfile as sf
 import soxr
 
 from audioflamingo.errors import AudioInputError
+from audioflamingo.files import missing_reason
 
 
 def _describe(err: Exception) -> str:
@@ -63,8 +64,8 @@ def load_audio(path: str | os.PathLike, target_rate: int, max_seconds: float | N
     """Read `path` (or the segment [offset, offset + duration) s of it) as mono float32 samples at
     `target_rate`, peak-normalised to 1."""
     p = Path(path)
-    if not p.exists():
-        raise AudioInputError(str(path), "file not found")
+    if not p.exists():  # missing, or a symlink loop / broken link, said as such
+        raise AudioInputError(str(path), missing_reason(p) or "file not found")
     if p.is_dir():
         raise AudioInputError(str(path), "is a directory, not an audio file")
     if not os.access(p, os.R_OK):

@@ -77,10 +77,16 @@ def load_manifest(path: str | Path, needs_audio: str | None = None) -> list[Reco
     needs_audio: what the records are for ("CLAP training", ...); text records (task 'text', no
     audio) are then refused with one line naming the first of them."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p}: is a directory, not a manifest file")
     validator = _schema_validator()
     out = []
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with p.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{p}:{n}: not valid UTF-8 (byte {err.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:
@@ -102,54 +108,12 @@ def _explain(err) -> str:
     return f"{where}: {err.message}" if where else err.message
 
 
-def validate_manifest(path: str | Path, check_audio: bool = True, progress: bool = False) -> Report:
-    """Every problem of a manifest at once, as `file:line: problem`, plus counts per task."""
-    import soundfile as sf
-    from tqdm import tqdm
+def validate_manifest(path: str | Path, check_audio: bool = True, progress: bool = False,
+                      root: str | Path | None = None) -> Report:
+    """Every problem of a manifest at once (data/validate.py)."""
+    from audioflamingo.data.validate import validate_manifest as validate
 
-    p = Path(path)
-    rep = Report(str(p))
-    if not p.is_file():
-        rep.problems.append(f"{p}: file not found")
-        return rep
-    validator = _schema_validator()
-    seen: dict[str, int] = {}
-    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    for n, line in enumerate(tqdm(lines, desc="validate", unit="line", disable=not progress), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            rep.problems.append(f"{p}:{n}: invalid JSON ({err.msg})")
-            continue
-        errors = list(validator.iter_errors(obj))
-        if errors:
-            rep.problems.extend(f"{p}:{n}: {_explain(e)}" for e in errors)
-            continue
-        rec = _record(obj, p.parent, n)
-        rep.records += 1
-        rep.tasks[rec.task] = rep.tasks.get(rec.task, 0) + 1
-        if rec.id in seen:
-            rep.problems.append(f"{p}:{n}: duplicate id {rec.id!r} (first on line {seen[rec.id]})")
-        seen.setdefault(rec.id, n)
-        if rec.task == "classify" and rec.output not in (rec.options or []):
-            rep.problems.append(f"{p}:{n}: output {rec.output!r} is not one of the options")
-        if check_audio and rec.audio is not None:
-            if not rec.audio.is_file():
-                rep.problems.append(f"{p}:{n}: audio file not found: {rec.audio}")
-                continue
-            try:
-                info = sf.info(str(rec.audio))
-            except Exception:
-                rep.problems.append(f"{p}:{n}: unreadable audio: {rec.audio}")
-                continue
-            length = info.frames / info.samplerate if info.samplerate else 0
-            if info.frames == 0:
-                rep.problems.append(f"{p}:{n}: zero-length audio: {rec.audio}")
-            elif rec.offset >= length:
-                rep.problems.append(f"{p}:{n}: offset {rec.offset} s is past the end ({length:.2f} s) of {rec.audio}")
-    return rep
+    return validate(path, check_audio=check_audio, progress=progress, root=root)
 
 
 def write_manifest(records: list[dict[str, Any]], path: str | Path) -> None:

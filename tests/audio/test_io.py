@@ -74,3 +74,15 @@ def test_bad_inputs_one_clear_line(tmp_path, case, needle):
 
 def test_silence_is_not_divided_by_zero():
     assert np.all(prepare_waveform(np.zeros(100), 16000, 16000) == 0)
+
+
+def test_symlink_loop_and_broken_link_are_named_as_such(tmp_path):
+    import os
+
+    os.symlink(tmp_path / "b.wav", tmp_path / "a.wav")
+    os.symlink(tmp_path / "a.wav", tmp_path / "b.wav")
+    os.symlink(tmp_path / "gone.wav", tmp_path / "dangling.wav")
+    for name, needle in (("a.wav", "symlink loop"), ("dangling.wav", "broken symlink")):
+        with pytest.raises(AudioInputError) as e:
+            load_audio(tmp_path / name, 16000)
+        assert str(e.value).startswith(f"{tmp_path / name}: {needle}"), str(e.value)
