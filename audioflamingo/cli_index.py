@@ -59,7 +59,7 @@ def run_index_commands(args) -> int:
             key = clip_key(Path(f), 0.0, None)
             v = cache.get(key) if cache else None
             if v is None:
-                v = emb.embed(w)
+                v = emb.embed(w, name=f)
                 if cache:
                     cache.add({key: v})
             vecs.append(v)
@@ -100,7 +100,8 @@ def run_index_commands(args) -> int:
         from audioflamingo.audio.io import load_audio
 
         store = Datastore.open(args.index, emb.name, emb.dim)
-        hits = store.nearest(emb.embed(load_audio(args.source, emb.window.sample_rate)), args.k, exclude=args.source)
+        wave = load_audio(args.source, emb.window.sample_rate)
+        hits = store.nearest(emb.embed(wave, name=args.source), args.k, exclude=args.source)
         for h in hits:
             print(json.dumps({"id": h.record.id, "distance": round(h.distance, 6), "audio": str(h.record.audio),
                               "task": h.record.task, "output": h.record.output}, ensure_ascii=False))

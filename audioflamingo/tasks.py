@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from audioflamingo.audio.io import load_audio, prepare_waveform
+from audioflamingo.text.labels import unique_labels
 from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, IGNORE, TASK_DESCRIPTIONS, Example, Rendered,
                                           render_dialogue, render_interleaved, render_single, tokenize)
 
@@ -178,9 +179,7 @@ class AudioFlamingoPipeline:
         Returns [{label, logprob, prob}] best first (prob: softmax over the closed set). With
         `generate=True`, the model writes an answer instead and that is returned as the only entry.
         """
-        labels = [l for l in labels if l.strip()]
-        if not labels:
-            raise ValueError("classify needs at least one label")
+        labels = unique_labels(labels)  # a repeated label would split its probability (merged, warned)
         task = task_description
         if generate:
             q = Query(audio, instruction, task, options=list(labels), shots=list(shots))

@@ -43,7 +43,7 @@ def embed_records(records: list[Record], embedder: ClipEmbedder, cache_dir: str 
                 wave = load_audio(r.audio, embedder.window.sample_rate, offset=r.offset, duration=r.duration)
             except Exception:
                 continue
-            v = embedder.embed(wave)
+            v = embedder.embed(wave, name=str(r.audio))
             new[key] = v
         rows.append(i)
         vecs.append(v)

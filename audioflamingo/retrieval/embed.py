@@ -62,8 +62,9 @@ class ClipEmbedder:
         return int(self.embed(np.zeros(self.window.window_samples, np.float32)).shape[0])
 
     @torch.no_grad()
-    def embed(self, wave: np.ndarray) -> np.ndarray:
-        frames = torch.from_numpy(make_windows(wave, self.window).frames)
+    def embed(self, wave: np.ndarray, name: str = "<audio>") -> np.ndarray:
+        """name: the clip's file, for the warning about audio longer than the window budget."""
+        frames = torch.from_numpy(make_windows(wave, self.window, name).frames)
         feats = self.encoder(frames)  # (W, T, D)
         v = feats.float().mean(dim=(0, 1))
         return torch.nn.functional.normalize(v, dim=0).numpy()
