@@ -332,3 +332,53 @@ def test_sources_install_from_the_makefile_and_avoid_reserved_packages(monkeypat
     with pytest.raises(RuntimeError) as err:
         S.check_tools(["flite"])
     assert "\n" not in str(err.value) and "flite (flite: no-such-flite-binary missing)" in str(err.value)
+
+
+def _band_db(x, lo, hi, sr=16000):
+    p = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(x.size, 1 / sr)
+    return 10 * np.log10(p[(f >= lo) & (f < hi)].mean() + 1e-20)
+
+
+def test_channel_chains_are_seeded_keep_length_and_band_limit():
+    from audioflamingo.data.synth import channel
+
+    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    tel = channel.telephone(x)
+    assert tel.size == x.size
+    inband = _band_db(tel, 500, 3000)
+    assert inband - _band_db(tel, 4200, 8000) > 30 and inband - _band_db(tel, 20, 150) > 20  # 300-3400 Hz at 8 kHz
+    low = channel.through_rate(x, 11025)
+    assert low.size == x.size and _band_db(low, 500, 3000) - _band_db(low, 6000, 8000) > 30
+    steps_seen = set()
+    for seed in range(40):
+        a, sa = channel.chain(x, np.random.default_rng(seed))
+        b, sb = channel.chain(x, np.random.default_rng(seed))
+        assert a.size == x.size and sa == sb and np.array_equal(a, b)  # a function of the seed
+        steps_seen.update(s.split("-")[0] for s in sa)
+        _, sn = channel.chain(x, np.random.default_rng(seed), spectral=False)
+        assert set(sn) <= {"room"}
+    assert steps_seen == {"resample", "telephone", "eq", "room"}
+
+
+def test_chains_and_noise_beds_are_drawn_independently_of_the_kind_of_sound():
+    """The recording chain is not a label: every kind of sound (noise bursts aside, which keep their
+    spectrum) goes through telephone, resampling, EQ and rooms at the same rates, whatever its source."""
+    from audioflamingo.data.synth.scenes import sample_scene
+
+    rng = np.random.default_rng(2)
+    pool, seen, snrs = _stub_pool(rng, per_instrument=4), {}, set()
+    for k in range(300):
+        scene, _ = sample_scene(rng, pool, "train", f"s{k}")
+        for e in scene.events:
+            if e.kind != "noise":
+                seen.setdefault(e.kind, []).append("telephone" in e.chain)
+        if scene.snr_db is not None:
+            snrs.add(min((12, 20, 28), key=lambda s: abs(s - scene.snr_db)))
+    assert snrs == {12, 20, 28}
+    from audioflamingo.data.synth.channel import P_TELEPHONE
+
+    # each kind's telephone rate within 4 binomial standard deviations of the one rate for all
+    far = {k: np.mean(v) for k, v in seen.items()
+           if abs(np.mean(v) - P_TELEPHONE) > 4 * np.sqrt(P_TELEPHONE * (1 - P_TELEPHONE) / len(v))}
+    assert len(seen) >= 6 and not far, far

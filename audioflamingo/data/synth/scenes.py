@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audioflamingo.data.synth import channel
 from audioflamingo.data.synth.sources import SR, Recording
+
+P_CLIP_TELEPHONE = 0.1  # the whole clip heard through a telephone line
+BED_SNR_DB = (12.0, 20.0, 28.0)  # noise beds at several levels below the loudest event
 
 
 @dataclass
@@ -22,6 +26,7 @@ class Event:
     source: str  # recording id ("" for procedural signals: generated fresh for each clip)
     attrs: dict = field(default_factory=dict)
     origin: str = ""  # the source it came from: sample set, voice, collection, or "procedural"
+    chain: list[str] = field(default_factory=list)  # the recording chain applied (channel.py)
 
     @property
     def duration(self) -> float:
@@ -36,6 +41,8 @@ class Scene:
     events: list[Event]
     background: str | None = None  # noise colour of a faint bed under the whole clip
     lead_silence: float = 0.0
+    snr_db: float | None = None  # the bed's level below the loudest event
+    clip_chain: list[str] = field(default_factory=list)  # a chain applied to the whole mix
 
 
 def _colour(rng: np.random.Generator, n: int, colour: str) -> np.ndarray:
@@ -89,9 +96,11 @@ PROCEDURAL = ("beep", "noise", "chirp", "ticking")
 
 
 def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], split: str, sid: str,
-                 max_seconds: float = 10.0, kinds: tuple[str, ...] | None = None, n_events: int | None = None
-                 ) -> tuple[Scene, np.ndarray]:
-    """Draw a scene from `pool` (recordings of this split grouped by kind) and mix it."""
+                 max_seconds: float = 10.0, kinds: tuple[str, ...] | None = None, n_events: int | None = None,
+                 augment: bool = True) -> tuple[Scene, np.ndarray]:
+    """Draw a scene from `pool` (recordings of this split grouped by kind) and mix it. augment: each
+    event goes through its own random recording chain (channel.py; noise events keep their
+    spectrum, which is their label), some clips through a telephone line."""
     kinds = kinds or ("instrument", "instrument", "instrument", "speech", "speech", "alert", "everyday") + PROCEDURAL
     kinds = tuple(k for k in kinds if k in PROCEDURAL or pool.get(k))  # a split may lack a kind
     n = n_events or int(rng.choice([1, 2, 3], p=[0.35, 0.45, 0.2]))
@@ -110,7 +119,11 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
         if t + x.size / SR > max_seconds - 0.2:
             break
         level = float(rng.uniform(-30, -14))
-        events.append(Event(kind, label, round(t, 3), round(t + x.size / SR, 3), round(level, 1), source, attrs, origin))
+        steps: list[str] = []
+        if augment:
+            x, steps = channel.chain(x, rng, spectral=kind != "noise")
+        events.append(Event(kind, label, round(t, 3), round(t + x.size / SR, 3), round(level, 1), source, attrs, origin,
+                            steps))
         pieces.append((t, x, level))
         t += x.size / SR + rng.uniform(0.3, 1.0)
     if not events:  # the drawn piece did not fit: take a short procedural one instead
@@ -124,12 +137,19 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
         s = int(start * SR)
         seg = mix[s : s + x.size]
         seg += (x[: seg.size] * (10 ** (level / 20) / rms)).astype(np.float32)
-    background = None
+    background, snr = None, None
     if rng.random() < 0.25:
-        background = str(rng.choice(["pink", "brown"]))
+        background = str(rng.choice(["white", "pink", "brown"] if augment else ["pink", "brown"]))
+        snr = float(rng.choice(BED_SNR_DB) + rng.uniform(-2.5, 2.5)) if augment else float(rng.uniform(22, 30))
         bed = _colour(rng, mix.size, background)
         loudest = max(e.level_db for e in events)
-        bed *= 10 ** ((loudest - rng.uniform(22, 30)) / 20) / (np.sqrt(np.mean(bed ** 2)) + 1e-9)
+        bed *= 10 ** ((loudest - snr) / 20) / (np.sqrt(np.mean(bed ** 2)) + 1e-9)
         mix += bed
+    clip_chain = []
+    if augment and rng.random() < P_CLIP_TELEPHONE:
+        mix, clip_chain = channel.telephone(mix), ["telephone"]
     mix /= max(1.0, float(np.abs(mix).max()) / 0.9)
-    return Scene(sid, split, round(duration, 3), events, background, round(lead, 3)), mix
+    if augment:
+        mix *= 10 ** (rng.uniform(-10, 0) / 20)  # the clip's overall gain
+    return Scene(sid, split, round(duration, 3), events, background, round(lead, 3),
+                 None if snr is None else round(snr, 1), clip_chain), mix
