@@ -139,9 +139,11 @@ class AFClap(nn.Module):
         from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModel, AutoTokenizer, ClapConfig as HFClapConfig, ClapModel
 
+        from audioflamingo.files import check_safetensors, read_json
+
         d = Path(directory)
-        raw = json.loads((d / "config.json").read_text())
-        if raw.get("kind") != "afclap":
+        raw = read_json(d / "config.json")
+        if not isinstance(raw, dict) or raw.get("kind") != "afclap":
             raise ModelLoadError(f"{d}: not an AF-CLAP model directory")
         cfg = ClapConfig.from_dict(raw)
         tcfg = dict(cfg.text["config"])
@@ -151,6 +153,7 @@ class AFClap(nn.Module):
         else:
             text = AutoModel.from_config(AutoConfig.for_model(tcfg.pop("model_type"), **tcfg), add_pooling_layer=False)
         model = cls(cfg, text, AutoTokenizer.from_pretrained(str(d)))
+        check_safetensors(d / "model.safetensors")
         try:
             load_model(model, str(d / "model.safetensors"), strict=True)
         except RuntimeError as err:

@@ -27,13 +27,17 @@ class ClipEmbedder:
     @classmethod
     def from_directory(cls, path: str | Path) -> "ClipEmbedder":
         from audioflamingo.audio.encoders import HFClapEncoder, build_encoder
-        from audioflamingo.config import AudioFlamingoConfig
+        from audioflamingo.errors import ModelLoadError
+        from audioflamingo.files import check_safetensors, read_json
+        from audioflamingo.model.checks import load_config
 
         d = Path(path)
         cfg_file = d / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"{cfg_file}: missing (expected an audioflamingo model or a CLAP directory)")
-        raw = json.loads(cfg_file.read_text())
+        raw = read_json(cfg_file)
+        if not isinstance(raw, dict):
+            raise ModelLoadError(f"{cfg_file}: must be a JSON object")
         if raw.get("kind") == "afclap":
             from audioflamingo.clap.model import AFClap
 
@@ -42,8 +46,9 @@ class ClipEmbedder:
         if "encoder" in raw and "window" in raw:  # an audioflamingo model directory
             from safetensors import safe_open
 
-            cfg = AudioFlamingoConfig.from_dict(raw)
+            cfg = load_config(cfg_file)  # typed checks: one line naming the file
             enc = build_encoder(cfg.encoder, cfg.window)
+            check_safetensors(d / "model.safetensors")
             with safe_open(str(d / "model.safetensors"), "pt") as f:
                 sd = {k[len("encoder."):]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
             enc.load_state_dict(sd, strict=True)

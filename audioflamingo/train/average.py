@@ -45,10 +45,13 @@ def average_state(dirs: list[Path], weights: list[float]) -> tuple[dict[str, tor
     """Weighted mean of each tensor, accumulated in float64 and cast back to its stored dtype."""
     from safetensors import safe_open
 
+    from audioflamingo.files import check_safetensors
+
     files = [d / WEIGHTS for d in dirs]
     for f in files:
         if not f.is_file():
             raise ModelLoadError(f"{f}: not found; expected a model directory with {WEIGHTS}")
+        check_safetensors(f)  # truncated or foreign: one line naming it, before any work
     with safe_open(str(files[0]), framework="pt") as first:
         names = list(first.keys())
         keys = set(names)

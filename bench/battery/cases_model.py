@@ -281,3 +281,27 @@ def _(ctx):
     res = ctx.cli("data", "build-icl", str(manifest), "--encoder", str(d), "--k", "1")
     expect_not_executed(marker)
     expect_one_line_error(res, "pytorch_model.bin")
+
+
+@case("embed --model with a truncated model.safetensors")
+def _(ctx):
+    m = ctx.model_copy()
+    w = m / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:700])
+    expect_one_line_error(ctx.cli("embed", str(ctx.clip()), "--model", str(m)), "model.safetensors")
+
+
+@case("embed --model with config.json not JSON")
+def _(ctx):
+    m = ctx.model_copy()
+    (m / "config.json").write_text("{nope")
+    expect_one_line_error(ctx.cli("embed", str(ctx.clip()), "--model", str(m)), "config.json")
+
+
+@case("average with a truncated model.safetensors")
+def _(ctx):
+    m = ctx.model_copy()
+    w = m / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:700])
+    res = ctx.cli("average", str(ctx.model_dir()), str(m), "--out", str(ctx.tmp() / "avg"))
+    expect_one_line_error(res, "model.safetensors")

@@ -79,7 +79,7 @@ def test_broken_model_folder_is_one_line_naming_the_file(name, sound, tmp_path, 
     damage, fname, problem = CASES[name]
     damage(m)
     capsys.readouterr()
-    assert main(["caption", str(clip), "--model", str(m)]) == 2
+    assert main(["caption", str(clip), "--model", str(m)]) != 0  # one line, non-zero exit
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{m / fname}: " in err and problem in err, err
 
@@ -108,3 +108,19 @@ def test_clap_pytorch_model_bin_pickle_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "pwned").exists()
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(f"{tmp_path / 'pytorch_model.bin'}: refused")
+
+
+@pytest.mark.parametrize("command", ["embed", "average", "build-icl"])
+def test_other_commands_name_a_truncated_weights_file(command, sound, tmp_path, capsys):
+    src, clip = sound
+    m = tmp_path / "m"
+    shutil.copytree(src, m)
+    _truncate(700)(m)
+    argv = {"embed": ["embed", str(clip), "--model", str(m)],
+            "average": ["average", str(src), str(m), "--out", str(tmp_path / "avg")],
+            "build-icl": ["data", "build-icl", str(tmp_path / "x.jsonl"), "--encoder", str(m)]}[command]
+    (tmp_path / "x.jsonl").write_text(json.dumps({"audio": str(clip), "task": "caption", "output": "x"}) + "\n")
+    capsys.readouterr()
+    assert main(argv) != 0  # one line, non-zero exit
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{m / 'model.safetensors'}: truncated" in err, err
