@@ -224,7 +224,7 @@ def run(args) -> int:
         from audioflamingo.model.flamingo import AudioFlamingo
         from audioflamingo.tasks import default_model_dir
 
-        model, _ = AudioFlamingo.from_pretrained(args.model or default_model_dir())
+        model = AudioFlamingo.from_pretrained(args.model or default_model_dir())
         counts = {name: sum(p.numel() for p in m.parameters()) for name, m in
                   [("lm", model.lm), ("encoder", model.encoder), ("transformation", model.transformation),
                    ("xattn", model.fusion.xattn)]}

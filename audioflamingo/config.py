@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+# What `AutoConfig` dispatches on (audioflamingo/hf registers it); written into every config.json.
+MODEL_TYPE = "audioflamingo"
+
 
 @dataclass
 class WindowConfig:
@@ -128,11 +131,14 @@ class AudioFlamingoConfig:
     prompt_style: str = "paper"  # "paper" templates, or "af1": the official AF1 inference prompts
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"model_type": MODEL_TYPE, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AudioFlamingoConfig":
-        d = dict(d)
+        # Top-level keys that are not fields (model_type, and what transformers' config adds:
+        # architectures, transformers_version, special_token_ids, ...) describe the file, not the model.
+        fields = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in fields}
         return cls(
             window=WindowConfig(**d.pop("window", {})),
             encoder=EncoderConfig(**d.pop("encoder", {})),

@@ -15,12 +15,15 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import torch
 
-from audioflamingo.audio.io import load_audio, prepare_waveform
+from audioflamingo.audio.inputs import is_single_clip, load_clip
+from audioflamingo.audio.io import load_audio
 from audioflamingo.text.labels import unique_labels
 from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, IGNORE, TASK_DESCRIPTIONS, Example, Rendered,
                                           render_dialogue, render_interleaved, render_single, tokenize)
 
-AudioInput = Union[str, Path, np.ndarray, tuple]  # path, 1-D array at the model's rate, or (array, rate)
+# A path, an array at the model's rate, an (array, rate) tuple or an {"array", "sampling_rate"} dict
+# (audio/inputs.py); a bare string is one path.
+AudioInput = Union[str, Path, np.ndarray, tuple, dict]
 
 
 @dataclass
@@ -34,6 +37,16 @@ class GenerationSettings:
     top_p: float = 1.0
     num_beams: int = 1
     seed: int | None = None
+
+    @classmethod
+    def merge(cls, settings: "GenerationSettings | None", options: dict) -> "GenerationSettings":
+        """`settings` (or the defaults) with keyword options such as max_new_tokens=32 on top."""
+        base = asdict(settings) if settings is not None else {}
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown decoding option(s) {', '.join(sorted(unknown))}; "
+                            f"valid: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**{**base, **options})
 
     def hf_kwargs(self) -> dict:
         kw = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=self.do_sample)
@@ -50,7 +63,8 @@ class ChatSession:
     audio: AudioInput
     turns: list[tuple[str, str]] = field(default_factory=list)
 
-    def send(self, message: str, settings: GenerationSettings | None = None) -> str:
+    def send(self, message: str, settings: GenerationSettings | None = None, **decoding) -> str:
+        settings = GenerationSettings.merge(settings, decoding)
         history = [*self.turns, (message, None)]
         reply = self.pipeline._generate([render_dialogue(history, self.pipeline.tokenizer,
                                                          style=self.pipeline.style)], [[self.audio]],
@@ -70,15 +84,25 @@ class AudioFlamingoPipeline:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, device: str = "cpu", dtype: str | None = None,
-             lite: bool = False, **kw) -> "AudioFlamingoPipeline":
+             lite: bool = False, long_audio: str | None = None, **kw) -> "AudioFlamingoPipeline":
         """lite: a lean Qwen2/Llama runtime for greedy decoding (transformers is imported only if
-        beams, sampling or streaming are asked for); same outputs, seconds less start-up."""
+        beams, sampling or streaming are asked for); same outputs, seconds less start-up.
+        long_audio: "first" (the model's default: the first max_windows windows) or "spread" (that
+        many windows spread over the whole file) for audio longer than the window budget."""
         from audioflamingo.model.flamingo import AudioFlamingo
 
         if model_dir is None:
             model_dir = default_model_dir()
-        model, tokenizer = AudioFlamingo.from_pretrained(model_dir, device=device, lite=lite,
-                                                         dtype=getattr(torch, dtype) if dtype else None)
+        from audioflamingo.text.lite_tokenizer import load_tokenizer
+
+        # The model first: its loader names a bad directory in one line (the tokenizer's would not).
+        model = AudioFlamingo.from_pretrained(model_dir, device=device, lite=lite,
+                                              dtype=getattr(torch, dtype) if dtype else None)
+        tokenizer = load_tokenizer(model_dir, lite=lite)
+        if long_audio is not None:
+            if long_audio not in ("first", "spread"):
+                raise ValueError(f"long_audio must be 'first' or 'spread', not {long_audio!r}")
+            model.config.window.long_audio = long_audio
         return cls(model, tokenizer, **kw)
 
     # ------------------------------------------------------------------ inputs
@@ -89,12 +113,7 @@ class AudioFlamingoPipeline:
         if isinstance(audio, AudioRef):
             return load_audio(audio.path, w.sample_rate, w.max_duration_seconds, audio.offset, audio.duration), \
                 str(audio.path)
-        if isinstance(audio, (str, Path)):
-            return load_audio(audio, w.sample_rate, w.max_duration_seconds), str(audio)
-        if isinstance(audio, tuple):
-            arr, rate = audio
-            return prepare_waveform(np.asarray(arr), int(rate), w.sample_rate, max_seconds=w.max_duration_seconds), "<array>"
-        return prepare_waveform(np.asarray(audio), w.sample_rate, w.sample_rate, max_seconds=w.max_duration_seconds), "<array>"
+        return load_clip(audio, w.sample_rate, w.max_duration_seconds)
 
     def retriever(self, rag: str | Path):
         """A Retriever over a datastore directory (or a manifest, indexed now) for in-context shots."""
@@ -146,23 +165,32 @@ class AudioFlamingoPipeline:
         bar.close()
 
     # ------------------------------------------------------------------ tasks
-    def caption(self, audios: Sequence[AudioInput], settings: GenerationSettings | None = None,
-                instruction: str = DEFAULT_INSTRUCTIONS["caption"], progress: bool = False) -> list[str]:
-        queries = [Query(a, instruction, TASK_DESCRIPTIONS["caption"]) for a in audios]
-        return self.answer(queries, settings, progress)
+    def caption(self, audios: Sequence[AudioInput] | AudioInput, settings: GenerationSettings | None = None,
+                instruction: str = DEFAULT_INSTRUCTIONS["caption"], progress: bool = False,
+                **decoding) -> list[str] | str:
+        """A list of inputs gives a list of captions; one input (a path, an array, an (array, rate)
+        tuple or an {"array", "sampling_rate"} dict) gives one. Decoding options as keywords
+        (max_new_tokens=32, do_sample=True, seed=0, ...) override `settings`."""
+        single = is_single_clip(audios)
+        items = [audios] if single else list(audios)  # type: ignore[arg-type]
+        queries = [Query(a, instruction, TASK_DESCRIPTIONS["caption"]) for a in items]
+        out = self.answer(queries, settings, progress, **decoding)
+        return out[0] if single else out
 
     def ask(self, audios: list[AudioInput] | AudioInput, question: str,
-            settings: GenerationSettings | None = None, progress: bool = False) -> list[str] | str:
-        """A list of inputs gives a list of answers; one input (path, array or (array, rate)) gives one."""
-        single = not isinstance(audios, list)
-        items = [audios] if single else list(audios)
-        out = self.answer([Query(a, question, TASK_DESCRIPTIONS["aqa"]) for a in items], settings, progress)
+            settings: GenerationSettings | None = None, progress: bool = False, **decoding) -> list[str] | str:
+        """A list of inputs gives a list of answers; one input gives one (see `caption`)."""
+        single = is_single_clip(audios)
+        items = [audios] if single else list(audios)  # type: ignore[arg-type]
+        out = self.answer([Query(a, question, TASK_DESCRIPTIONS["aqa"]) for a in items], settings, progress,
+                          **decoding)
         return out[0] if single else out
 
     def answer(self, queries: Sequence["Query"], settings: GenerationSettings | None = None,
-               progress: bool = False) -> list[str]:
+               progress: bool = False, **decoding) -> list[str]:
         """General generation: each query has its own task description, instruction, options and
         in-context shots (then the interleaved template is used, each shot with its own audio)."""
+        settings = GenerationSettings.merge(settings, decoding)
         out: list[str] = []
         for chunk in self._chunks(list(queries), progress, "generate"):
             prompts = [q.render(self.tokenizer, style=self.style) for q in chunk]
@@ -173,12 +201,13 @@ class AudioFlamingoPipeline:
     def classify(self, audio: AudioInput, labels: Sequence[str], instruction: str = DEFAULT_INSTRUCTIONS["classify"],
                  generate: bool = False, settings: GenerationSettings | None = None,
                  task_description: str = TASK_DESCRIPTIONS["classify"],
-                 shots: Sequence[tuple[AudioInput, Example]] = ()) -> list[dict]:
+                 shots: Sequence[tuple[AudioInput, Example]] = (), **decoding) -> list[dict]:
         """Rank `labels` by the model's log-likelihood of `{label}<EOC>` after the Options prompt.
 
         Returns [{label, logprob, prob}] best first (prob: softmax over the closed set). With
         `generate=True`, the model writes an answer instead and that is returned as the only entry.
         """
+        settings = GenerationSettings.merge(settings, decoding)
         labels = unique_labels(labels)  # a repeated label would split its probability (merged, warned)
         task = task_description
         if generate:

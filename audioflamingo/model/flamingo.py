@@ -251,8 +251,11 @@ class AudioFlamingo(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, lite: bool = False, positions: str | None = None):
-        """Load a directory written by `save_pretrained`; returns (model, tokenizer). Strict.
+                        dtype: torch.dtype | None = None, lite: bool = False, positions: str | None = None,
+                        tokenizer=None) -> "AudioFlamingo":
+        """Load a directory written by `save_pretrained`; returns the model (strict). The tokenizer has
+        its own loader (`text.lite_tokenizer.load_tokenizer`); pass the one you loaded as `tokenizer`
+        to spare reading it twice (the model needs its special-token ids).
 
         lite: run Qwen2/Llama LMs on `model.lite` (same tensors and outputs, transformers not
         imported: seconds less start-up); other LMs load as transformers models regardless.
@@ -272,7 +275,8 @@ class AudioFlamingo(nn.Module):
         if positions and positions != cfg.transformation.positions:
             cfg.transformation.positions = positions
             derived = {"transformation.position_enc.pos_table"}
-        tokenizer = load_tokenizer(d, lite=lite)
+        if tokenizer is None:
+            tokenizer = load_tokenizer(d, lite=lite)
         check_tokenizer(tokenizer, d)
         special = special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token)
         model = cls(cfg, build_lm(cfg.lm, lite, d / CONFIG_NAME), special)
@@ -289,7 +293,7 @@ class AudioFlamingo(nn.Module):
         model.requires_grad_(False)  # inference; training stages choose what to train (set_trainable)
         if dtype is not None:
             model.to(dtype)
-        return model.to(device), tokenizer
+        return model.to(device)
 
 
 class _BanToken:

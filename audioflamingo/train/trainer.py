@@ -150,6 +150,7 @@ class Trainer:
     def build_model(self):
         from audioflamingo.model.flamingo import AudioFlamingo
         from audioflamingo.presets import PRESETS, build
+        from audioflamingo.text.lite_tokenizer import load_tokenizer
 
         m = self.recipe.model
         init = str(m.get("init", "tiny"))
@@ -160,7 +161,8 @@ class Trainer:
             model, tok = build(init, lm_dir=m.get("lm"), clap_dir=m.get("clap"), tokenizer_dir=m.get("tokenizer"),
                                lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
         else:
-            model, tok = AudioFlamingo.from_pretrained(init, positions=m.get("positions"))
+            model = AudioFlamingo.from_pretrained(init, positions=m.get("positions"))
+            tok = load_tokenizer(init)
         return model.to(self.env.device), tok
 
     def _clip_features(self, model, ref):

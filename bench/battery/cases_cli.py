@@ -158,3 +158,46 @@ def _(ctx):
     model.save_pretrained(other, tok)
     res = ctx.cli("average", str(ctx.model_dir()), str(other), "--out", str(ctx.tmp() / "avg"))
     expect_one_line_error(res)
+
+
+def _flag(ctx, *flags):
+    return ctx.cli("caption", str(ctx.clip()), "--model", str(ctx.model_dir()), *flags)
+
+
+@case("--batch-size 0")
+def _(ctx):
+    expect_one_line_error(_flag(ctx, "--batch-size", "0"), "batch")
+
+
+@case("--max-new-tokens -1")
+def _(ctx):
+    expect_one_line_error(_flag(ctx, "--max-new-tokens", "-1"), "max")
+
+
+@case("--beams 0")
+def _(ctx):
+    expect_one_line_error(_flag(ctx, "--beams", "0"), "beam")
+
+
+@case("--sample --top-p 5")
+def _(ctx):
+    expect_one_line_error(_flag(ctx, "--sample", "--top-p", "5"), "top_p")
+
+
+@case("--sample --temperature nan")
+def _(ctx):
+    expect_one_line_error(_flag(ctx, "--sample", "--temperature", "nan"), "temperature")
+
+
+@case("--sample --top-k -3")
+def _(ctx):
+    expect_one_line_error(_flag(ctx, "--sample", "--top-k", "-3"), "top_k")
+
+
+@case("--dtype float16 on CPU: works or one line")
+def _(ctx):
+    res = _flag(ctx, "--dtype", "float16")
+    if res.rc != 0:
+        expect_one_line_error(res, "float16")
+    else:
+        expect_ok(res)

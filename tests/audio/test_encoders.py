@@ -50,7 +50,7 @@ def test_model_with_clap_encoder_roundtrip(clap_dir, tmp_path):
     model, tok = build("tiny", clap_dir=clap_dir)
     assert model.config.encoder.kind == "hf_clap" and model.audio_proj is not None
     model.save_pretrained(tmp_path, tok)
-    loaded, _ = AudioFlamingo.from_pretrained(tmp_path)
+    loaded = AudioFlamingo.from_pretrained(tmp_path)
     w = noise(1.5)
     torch.testing.assert_close(loaded.encode_clips([w])[0], model.encode_clips([w])[0], atol=1e-6, rtol=0)
 

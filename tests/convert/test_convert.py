@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from audioflamingo.convert.convert import convert, official_tokenizer
 from audioflamingo.errors import ModelLoadError
 from audioflamingo.model.flamingo import AudioFlamingo
+from audioflamingo.text.lite_tokenizer import load_tokenizer
 
 FIX = Path(__file__).parents[1] / "fixtures"
 sys.path.insert(0, str(FIX))
@@ -207,7 +208,8 @@ def test_af1_converts_every_key_and_matches_the_reference_forward(tmp_path):
     assert rep["unmapped"] == 0 and rep["duplicates_dropped"] == n_dup
     assert rep["mapped"] + rep["duplicates_dropped"] == len(st)
     assert "gpt.*" in rep["not_converted"]  # ClapCap's caption decoder, reported, not silently skipped
-    model, tok = AudioFlamingo.from_pretrained(tmp_path / "out")
+    model = AudioFlamingo.from_pretrained(tmp_path / "out")
+    tok = load_tokenizer(tmp_path / "out")
     base = len(tok) - 3  # the byte-level test tokenizer has no <SEP>/<pad> clash: 3 tokens appended
     assert [tok.convert_tokens_to_ids(t) for t in ("<audio>", "<|endofchunk|>", "<SEP>")] == [base, base + 1, base + 2]
     wave = clapcap_signal(1)  # one full 7 s window at 44.1 kHz
@@ -247,7 +249,8 @@ def test_af1_short_clip_matches_the_official_forward(tmp_path):
     layers attend to (only cross-attention masks them); a converted AF1 does the same."""
     lm, st, _ = _af1(tmp_path)
     convert("af1", tmp_path / "foundation.pt", lm, tmp_path / "out", clap=tmp_path / "clapcap.pth", audio_heads=8)
-    model, tok = AudioFlamingo.from_pretrained(tmp_path / "out")
+    model = AudioFlamingo.from_pretrained(tmp_path / "out")
+    tok = load_tokenizer(tmp_path / "out")
     assert model.config.transformation.padded_windows == "official"
     wave = clapcap_signal(2)  # 14 s: 5 windows of the 16
     assert len(_official_af1_windows(wave)) == 5
@@ -269,7 +272,8 @@ def test_af2_sharded_checkpoint_matches_the_reference_forward(tmp_path):
     lm, st, expected = _af2(tmp_path)
     rep = convert("af2", tmp_path / "safe_ckpt", lm, tmp_path / "out", audio_heads=2)
     assert rep["unmapped"] == 0 and rep["derived_checked"] == 1
-    model, tok = AudioFlamingo.from_pretrained(tmp_path / "out")
+    model = AudioFlamingo.from_pretrained(tmp_path / "out")
+    tok = load_tokenizer(tmp_path / "out")
     assert tok.pad_token == "<|PAD_TOKEN|>" and tok.convert_tokens_to_ids("<SEP>") == len(tok) - 1
     wave = af2_signal(1)
     wave = (np.clip(wave, -1, 1) * 32767.0).astype(np.int16) / 32767.0  # the official int16 round trip

@@ -6,6 +6,7 @@ import torch
 from audioflamingo.errors import ModelLoadError
 from audioflamingo.model.flamingo import AudioFlamingo
 from audioflamingo.presets import build, preset_config
+from audioflamingo.text.lite_tokenizer import load_tokenizer
 from tests.conftest import noise
 
 
@@ -19,7 +20,9 @@ def test_save_load_roundtrip(tmp_path):
     assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.tmp"))
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["preset"] == "tiny" and cfg["lm"]["model_type"] == "qwen2"
-    loaded, tok2 = AudioFlamingo.from_pretrained(tmp_path)
+    loaded = AudioFlamingo.from_pretrained(tmp_path)
+    assert isinstance(loaded, AudioFlamingo)  # the model alone; the tokenizer has its own loader
+    tok2 = load_tokenizer(tmp_path)
     ids = torch.tensor([tok("<s>x<audio>describe<SEP>", add_special_tokens=False)["input_ids"]])
     assert ids.tolist() == [tok2("<s>x<audio>describe<SEP>", add_special_tokens=False)["input_ids"]]
     wave = noise(1.4)
@@ -82,13 +85,13 @@ def test_positions_switch_keeps_every_learnt_weight(tmp_path):
     """A rotary model loads as rotary+sinusoidal for fine-tuning: only the derived table is new."""
     model, tok = build("tiny", seed=0)
     model.save_pretrained(tmp_path / "rot", tok)
-    switched, _ = AudioFlamingo.from_pretrained(tmp_path / "rot", positions="rotary+sinusoidal")
+    switched = AudioFlamingo.from_pretrained(tmp_path / "rot", positions="rotary+sinusoidal")
     assert switched.config.transformation.positions == "rotary+sinusoidal"
     before, after = model.state_dict(), switched.state_dict()
     assert set(after) - set(before) == {"transformation.position_enc.pos_table"}
     assert all(torch.equal(before[k], after[k]) for k in before)
     switched.save_pretrained(tmp_path / "both", tok)  # and it round-trips strictly
-    again, _ = AudioFlamingo.from_pretrained(tmp_path / "both")
+    again = AudioFlamingo.from_pretrained(tmp_path / "both")
     assert again.config.transformation.positions == "rotary+sinusoidal"
     with pytest.raises(ModelLoadError, match=r"1 keys, e.g. transformation.layer_stack"):  # others still refuse
         from safetensors.torch import load_file, save_file

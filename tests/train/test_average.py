@@ -18,13 +18,13 @@ def test_average_is_the_weighted_mean_of_every_tensor_and_loads(tmp_path, capsys
     assert any(not torch.equal(pa[k], pb[k]) for k in pa)  # the seeds differ somewhere
 
     assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mean")]) == 0
-    mean, _ = AudioFlamingo.from_pretrained(tmp_path / "mean")
+    mean = AudioFlamingo.from_pretrained(tmp_path / "mean")
     for k, v in mean.state_dict().items():
         torch.testing.assert_close(v, (pa[k] + pb[k]) / 2, rtol=0, atol=1e-6, msg=k)
 
     assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "3,1",
                  "--out", str(tmp_path / "w")]) == 0
-    weighted, _ = AudioFlamingo.from_pretrained(tmp_path / "w")
+    weighted = AudioFlamingo.from_pretrained(tmp_path / "w")
     for k, v in weighted.state_dict().items():
         torch.testing.assert_close(v, 0.75 * pa[k] + 0.25 * pb[k], rtol=0, atol=1e-6, msg=k)
     assert '"weights": [0.75, 0.25]' in capsys.readouterr().out
@@ -33,7 +33,7 @@ def test_average_is_the_weighted_mean_of_every_tensor_and_loads(tmp_path, capsys
 def test_average_of_a_model_with_itself_is_that_model(tmp_path):
     a = _save(tmp_path, "a", seed=3)
     assert main(["average", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "same")]) == 0
-    same, _ = AudioFlamingo.from_pretrained(tmp_path / "same")
+    same = AudioFlamingo.from_pretrained(tmp_path / "same")
     for k, v in same.state_dict().items():
         assert torch.equal(v, a.state_dict()[k]), k
 

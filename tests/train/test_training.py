@@ -176,7 +176,7 @@ def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_
     r.write_text(yaml.safe_dump(recipe))
     assert main(["train", str(r), "--no-progress"]) == 0
     before, _ = build("tiny", seed=0)
-    after, _ = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
+    after = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
     changed = [n for n, p in after.encoder.state_dict().items() if not torch.equal(p, before.encoder.state_dict()[n])]
     assert bool(changed) == train_encoder, changed
     # Its own optimizer group: the stage's encoder_lr, no weight decay.
@@ -230,7 +230,7 @@ def test_recipe_switches_a_model_directory_to_rotary_sinusoidal_positions(tmp_pa
     spec["model"] = {"init": str(tmp_path / "start"), "positions": "rotary+sinusoidal"}
     r.write_text(yaml.safe_dump(spec))
     assert main(["train", str(r), "--no-progress"]) == 0
-    final, _ = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
+    final = AudioFlamingo.from_pretrained(tmp_path / "run" / "final")
     assert final.config.transformation.positions == "rotary+sinusoidal"
     assert final.transformation.position_enc is not None and final.transformation.rotary is not None
 
