@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated groups (cli, model, manifest, recipe, training, ...)")
     ap.add_argument("-k", dest="contains", help="only cases whose name contains this")
     ap.add_argument("--json", help="write every case's result to this file")
-    ap.add_argument("--markdown", action="store_true", help="print the per-group table as Markdown")
+    ap.add_argument("--markdown", action="store_true", help="print the tables (per group, then per case) as Markdown")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,6 +81,12 @@ def main(argv=None) -> int:
         for name, (p, n) in groups.items():
             print(f"| {name} | {p} | {n} |")
         print(f"| all | {total[0]} | {total[1]} |")
+        for name in groups:
+            print(f"\n**{name}**\n\n| case | result |\n|---|---|")
+            for r in results:
+                if r["group"] == name:
+                    cell = "pass" if r["pass"] else f"FAIL: {r['detail'][:120]}".replace("|", "/")
+                    print(f"| {r['case'].replace('|', '/')} | {cell} |")
     else:
         for name, (p, n) in groups.items():
             print(f"{name:10s} {p:4d} / {n}")
