@@ -359,45 +359,44 @@ def _(ctx):
 
 
 # ---------------------------------------------------------------------------- load and shutdown
-@case("clients that leave free their queue slots at once (queue 8, 8 leave, 8 more all answered)")
-def _(ctx):
+def _leave_then_stay(queue: int, leavers: int, stayers: int) -> None:
+    """8 long requests keep the one-row worker busy; `leavers` clients queue and leave after 50 ms;
+    then `stayers` clients arrive. Their slots exist only if the leavers' were freed at once."""
     import httpx
 
-    srv = server("--queue-size", "8", "--max-batch", "1", "--batch-window-ms", "0")
-    clips = [_wav_b64(1 + i % 3, 16000) for i in range(16)]
-
-    def leave(i):
-        try:
-            _post(srv, _body(srv, messages=_messages(clips[i]), max_tokens=64), timeout=0.05)
-        except httpx.TimeoutException:
-            pass
-
-    with ThreadPoolExecutor(8) as ex:
-        list(ex.map(leave, range(8)))
-    time.sleep(0.3)
-    with ThreadPoolExecutor(8) as ex:
-        codes = list(ex.map(lambda i: _post(srv, _body(srv, messages=_messages(clips[8 + i]))).status_code, range(8)))
-    if codes != [200] * 8:
-        raise Fail(f"codes {codes}")
-
-
-@case("64 concurrent clients, half of them leaving: no 503 among those that stay")
-def _(ctx):
-    import httpx
-
-    srv = server()
+    srv = server("--queue-size", str(queue), "--max-batch", "1", "--batch-window-ms", "0")
+    long = _body(srv, messages=_messages(_example_b64(), fmt="flac"), max_tokens=512, temperature=2.0, seed=3)
     clip = _wav_b64(2.0)
+    with ThreadPoolExecutor(8 + max(leavers, stayers)) as ex:
+        blockers = [ex.submit(_post, srv, long, None, None, 300) for _ in range(8)]
+        deadline = time.time() + 30
+        while httpx.get(srv.url + "/health").json()["queued"] < 6 and time.time() < deadline:
+            time.sleep(0.01)
 
-    def one(i):
-        try:
-            return _post(srv, _body(srv, messages=_messages(clip)), timeout=0.05 if i % 2 else 120).status_code
-        except httpx.TimeoutException:
-            return None
+        def leave(_):
+            try:
+                _post(srv, _body(srv, messages=_messages(clip)), timeout=0.05)
+            except httpx.TimeoutException:
+                pass
 
-    with ThreadPoolExecutor(64) as ex:
-        codes = [c for c in ex.map(one, range(64)) if c is not None]
+        list(ex.map(leave, range(leavers)))
+        time.sleep(0.3)
+        codes = list(ex.map(lambda _: _post(srv, _body(srv, messages=_messages(clip)), timeout=300).status_code,
+                            range(stayers)))
+        for b in blockers:
+            b.result()
     if any(c != 200 for c in codes):
-        raise Fail(f"{sum(c != 200 for c in codes)} of {len(codes)} completed requests were not 200: {set(codes)}")
+        raise Fail(f"{sum(c != 200 for c in codes)} of {stayers} staying clients got {sorted(set(codes))}")
+
+
+@case("clients that leave free their queue slots at once (queue 16: 8 busy, 8 leave, 8 arrive)")
+def _(ctx):
+    _leave_then_stay(16, 8, 8)
+
+
+@case("64 clients, 32 of them leaving: no 503 among the 32 that stay (queue 40, 8 busy)")
+def _(ctx):
+    _leave_then_stay(40, 32, 32)
 
 
 @case("SIGTERM while 40 requests run: they finish, 30 new ones get 503 (not connection refused)")
