@@ -1,6 +1,7 @@
-"""Command line: `audioflamingo caption|ask|classify|chat|init|info`.
+"""Command line: `audioflamingo caption|ask|classify|chat|init|info|...`.
 
-Errors about inputs print one line (`audioflamingo: FILE: problem`) and exit 2; nothing is written.
+Exit codes: 0 success; 1 bad input or a failed run (one line, `audioflamingo: FILE: problem`, and
+nothing written); 2 a usage error (argparse's, or `UsageError`: options that cannot go together).
 """
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import argparse
 import json
 import sys
 import warnings
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 EPILOG = """examples:
   audioflamingo caption clip.wav other.flac --model DIR
@@ -18,7 +21,8 @@ EPILOG = """examples:
   audioflamingo data validate train.jsonl
   audioflamingo train recipes/tiny-toy.yaml --dry-run
   audioflamingo eval clotho-v2 --model DIR --data clotho/   # `eval list` shows all benchmarks
-Without --model the bundled default model is used (when this version ships one)."""
+Without --model the bundled default model is used (when this version ships one).
+Exit codes: 0 done; 1 bad input or a failed run (one line on stderr); 2 usage error."""
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -28,6 +32,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="weights dtype (default: as saved; bfloat16 halves memory on GPU)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
+    p.add_argument("--long-audio", choices=["first", "spread"], default=None,
+                   help="audio longer than the window budget: first (its first windows, with a warning) or spread "
+                        "(the windows spread over the whole file) (default: the model's setting, first)")
     p.add_argument("--lm-impl", choices=["auto", "transformers"], default="auto",
                    help="auto: Qwen2/Llama LMs run on the project's lean runtime for greedy decoding (same "
                         "outputs, about 3 s less start-up); transformers: always the transformers model")
@@ -41,11 +48,11 @@ def _add_rag_args(p: argparse.ArgumentParser) -> None:
 
 def _add_gen_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (greedy unless --sample or --beams)")
-    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--max-new-tokens", type=int, default=64, help="longest answer, in tokens")
     g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--temperature", type=float, default=1.0, help="with --sample: flatter (>1) or sharper (<1)")
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
-    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--top-p", type=float, default=1.0, help="with --sample: nucleus mass (1 = off)")
     g.add_argument("--beams", type=int, default=1, help="beam search width (1 = off)")
     g.add_argument("--seed", type=int, default=None,
                    help="random seed for --sample: every input draws from its own stream seeded with it, so its "
@@ -53,11 +60,10 @@ def _add_gen_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="audioflamingo",
-        description="Audio Flamingo: caption, question-answer, classify and chat about audio.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    from audioflamingo.cli_help import Parser
+
+    ap = Parser(prog="audioflamingo", description="Audio Flamingo: caption, question-answer, classify and chat "
+                                                  "about audio.", epilog=EPILOG)
     ap.add_argument("--version", action="version", version="audioflamingo 0.1.0")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -122,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled default model)")
     p.add_argument("--lm-impl", choices=["auto", "transformers"], default="auto",
                    help="auto: the lean runtime where it applies (Qwen2/Llama, greedy); transformers: always")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
-    p.add_argument("--model", metavar="DIR")
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled default model)")
+    p.add_argument("--json", action="store_true", help="print the whole configuration as JSON")
 
     from audioflamingo.cli_clap import add_clap_commands
     from audioflamingo.cli_convert import add_convert_command
@@ -154,6 +162,11 @@ def _emit(args, record: dict, text: str) -> None:
 
 def run(args) -> int:
     from audioflamingo.tasks import AudioFlamingoPipeline
+
+    if getattr(args, "device", "cpu") != "cpu":
+        from audioflamingo.device import check_device
+
+        check_device(args.device)
 
     if args.command == "init":
         from audioflamingo.presets import build
@@ -215,9 +228,14 @@ def run(args) -> int:
         clip = args.file or example_clip()
         pipe = AudioFlamingoPipeline.load(args.model, lite=args.lm_impl == "auto")
         print(f"clip:     {clip}")
-        print(f"caption:  {pipe.caption([clip])[0]}")
+        print(f"caption:  {caption}")
         print(f"question: {args.question}")
-        print(f"answer:   {pipe.ask(clip, args.question)}")
+        print(f"answer:   {answer}")
+        caption, answer = pipe.caption([clip])[0], pipe.ask(clip, args.question)
+        if args.json:
+            print(json.dumps({"file": str(clip), "caption": caption, "question": args.question, "answer": answer},
+                             ensure_ascii=False))
+            return 0
         return 0
 
     if args.command == "info":
@@ -228,13 +246,26 @@ def run(args) -> int:
         counts = {name: sum(p.numel() for p in m.parameters()) for name, m in
                   [("lm", model.lm), ("encoder", model.encoder), ("transformation", model.transformation),
                    ("xattn", model.fusion.xattn)]}
-        print(json.dumps({"config": model.config.to_dict() | {"lm": {"model_type": model.config.lm.get("model_type")}},
-                          "parameters": counts}, indent=2))
+        if args.json:
+            print(json.dumps({"config": model.config.to_dict(), "parameters": counts}))
+            return 0
+        c, lm = model.config, model.config.lm
+        print(f"preset:         {c.preset} (prompt style {c.prompt_style})")
+        print(f"language model: {lm.get('model_type')}, {lm.get('num_hidden_layers')} layers, "
+              f"hidden {lm.get('hidden_size')}, vocabulary {lm.get('vocab_size')}")
+        print(f"encoder:        {c.encoder.kind} ({c.encoder.output}, {c.encoder.tokens_per_window} tokens x "
+              f"{c.encoder.dim} per window)")
+        print(f"windows:        {c.window.window_seconds:g} s every {c.window.hop_seconds:g} s, at most "
+              f"{c.window.max_windows}, {c.window.sample_rate} Hz, long audio: {c.window.long_audio}")
+        print(f"transformation: {c.transformation.num_layers} layers x {c.transformation.dim}, "
+              f"{c.transformation.positions} positions")
+        print(f"xattn:          every {c.xattn.every_n_layers} layer(s), {c.xattn.heads} heads")
+        print("parameters:     " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         return 0
 
     files = [args.file] if args.command == "chat" else args.files
     pipe = AudioFlamingoPipeline.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                      lite=args.lm_impl == "auto")
+                                      lite=args.lm_impl == "auto", long_audio=args.long_audio)
     pipe.load_all(files)  # every input checked before any output is written
     settings = _settings(args)
     progress = sys.stderr.isatty() and len(files) > 1
@@ -299,7 +330,7 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from audioflamingo.errors import AudioFlamingoError
+    from audioflamingo.errors import AudioFlamingoError, UsageError
 
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"audioflamingo: warning: {msg}\n"
@@ -308,9 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
         return run(args)
-    except (AudioFlamingoError, FileNotFoundError, ValueError) as err:
+    except UsageError as err:  # the command line itself: as argparse's own usage errors
         print(f"audioflamingo: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (AudioFlamingoError, FileNotFoundError, ValueError) as err:  # bad input, or the run failed
+        print(f"audioflamingo: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -8,34 +8,37 @@ import sys
 
 def add_clap_commands(sub) -> None:
     p = sub.add_parser("clap", help="AF-CLAP audio-text model: train, zero-shot classify, search, import",
-                       description="audioflamingo clap train RECIPE.yaml [--resume] [--nproc N]\n"
-                                   "audioflamingo clap zero-shot FILE... --labels a,b,c --model DIR\n"
-                                   "audioflamingo clap search --model DIR --text 'a dog barks' --index DIR -k 5\n"
-                                   "audioflamingo clap search --model DIR --audio FILE --texts 'a,b,c'\n"
-                                   "audioflamingo clap import HF_CLAP_DIR --out DIR",
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["train", "zero-shot", "search", "import"])
-    p.add_argument("paths", nargs="*", help="recipe (train), audio files (zero-shot), HF ClapModel dir (import)")
-    p.add_argument("--model", metavar="DIR", help="an AF-CLAP directory (clap train output, or clap import)")
-    p.add_argument("--labels", help="(zero-shot) comma-separated labels")
-    p.add_argument("--template", default="{}", help="(zero-shot) text template, e.g. 'the sound of {}'")
-    p.add_argument("--text", help="(search) text query against --index (text -> audio)")
-    p.add_argument("--index", metavar="DIR", help="(search) datastore built with this CLAP model")
-    p.add_argument("--audio", metavar="FILE", help="(search) audio query against --texts (audio -> text)")
-    p.add_argument("--texts", help="(search) comma-separated candidate texts")
-    p.add_argument("-k", type=int, default=5)
-    p.add_argument("--out", metavar="DIR", help="(import) where to write the AF-CLAP directory")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--nproc", type=int, default=1)
+                       description="AF-CLAP, the audio-text contrastive model whose audio tower the default model "
+                                   "uses: train it, classify with it zero-shot, search with it, or import one.")
+    act = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    t = act.add_parser("train", help="train AF-CLAP from a recipe")
+    t.add_argument("paths", nargs=1, metavar="RECIPE", help="recipe YAML (see recipes/clap-toy.yaml)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--nproc", type=int, default=1, help="processes (torch.distributed) on this machine")
+    z = act.add_parser("zero-shot", help="rank labels for audio files by audio-text similarity")
+    z.add_argument("paths", nargs="+", metavar="FILE", help="audio files")
+    z.add_argument("--labels", required=True, help="comma-separated labels, at least two")
+    z.add_argument("--template", default="{}", help="text template, e.g. 'the sound of {}'")
+    q = act.add_parser("search", help="text -> audio (with --index) or audio -> text (with --texts)")
+    q.add_argument("--text", help="text query against --index")
+    q.add_argument("--index", metavar="DIR", help="datastore built with this CLAP model")
+    q.add_argument("--audio", metavar="FILE", help="audio query against --texts")
+    q.add_argument("--texts", help="comma-separated candidate texts")
+    q.add_argument("-k", type=int, default=5, help="results to print")
+    for x in (z, q):
+        x.add_argument("--model", metavar="DIR", required=True,
+                       help="an AF-CLAP directory (clap train output, or clap import)")
+    i = act.add_parser("import", help="convert a Hugging Face ClapModel directory to AF-CLAP")
+    i.add_argument("paths", nargs=1, metavar="HF_CLAP_DIR", help="a transformers ClapModel directory")
+    i.add_argument("--out", metavar="DIR", required=True, help="where to write the AF-CLAP directory")
 
 
 def run_clap_command(args) -> int:
+    from audioflamingo.errors import UsageError
     from audioflamingo.audio.io import load_audio
     from audioflamingo.clap.model import AFClap
 
     if args.action == "train":
-        if len(args.paths) != 1:
-            raise ValueError("clap train needs one RECIPE.yaml")
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
             import subprocess
 
@@ -44,26 +47,22 @@ def run_clap_command(args) -> int:
                                     args.paths[0]] + ["--resume"] * args.resume)
         from audioflamingo.clap.train import train_clap
 
-        final = train_clap(args.paths[0], resume=args.resume, progress=sys.stderr.isatty())
+        final = train_clap(args.paths[0], resume=args.resume, progress=True)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"done: {final}")
         return 0
     if args.action == "import":
-        if len(args.paths) != 1 or not args.out:
-            raise ValueError("clap import needs HF_CLAP_DIR and --out DIR")
         AFClap.from_hf_clap(args.paths[0]).save_pretrained(args.out)
         print(f"wrote {args.out}")
         return 0
-    if not args.model:
-        raise ValueError(f"clap {args.action} needs --model DIR")
     model = AFClap.from_pretrained(args.model)
     sr = model.cfg.window.sample_rate
     if args.action == "zero-shot":
         from audioflamingo.clap.train import zero_shot
 
         labels = [l.strip() for l in (args.labels or "").split(",") if l.strip()]
-        if len(labels) < 2 or not args.paths:
-            raise ValueError("clap zero-shot needs audio files and at least two --labels")
+        if len(labels) < 2:
+            raise UsageError("clap zero-shot needs at least two --labels")
         waves = [load_audio(f, sr) for f in args.paths]
         probs = zero_shot(model, waves, labels, args.template)
         for f, p in zip(args.paths, probs.tolist()):
@@ -77,7 +76,7 @@ def run_clap_command(args) -> int:
         from audioflamingo.retrieval.embed import ClipEmbedder
 
         if not args.index:
-            raise ValueError("text search needs --index DIR (a datastore built with --model this CLAP)")
+            raise UsageError("text search needs --index DIR (a datastore built with --model this CLAP)")
         name = ClipEmbedder.from_directory(args.model).name
         with torch.no_grad():
             q = model.embed_texts([args.text])[0].numpy()
@@ -94,4 +93,4 @@ def run_clap_command(args) -> int:
         for t, s in sorted(zip(texts, sims), key=lambda x: -x[1])[: args.k]:
             print(json.dumps({"text": t, "similarity": round(s, 6)}))
         return 0
-    raise ValueError("clap search needs --text with --index, or --audio with --texts")
+    raise UsageError("clap search needs --text with --index, or --audio with --texts")

@@ -8,20 +8,26 @@ from pathlib import Path
 
 def add_index_commands(sub) -> None:
     p = sub.add_parser("index", help="datastore of labelled examples for retrieval (build, add, query)",
-                       description="audioflamingo index build MANIFEST --out DIR [--kind exact|hnsw|ivf]\n"
-                                   "audioflamingo index add MANIFEST --index DIR\n"
-                                   "audioflamingo index query FILE --index DIR -k 8",
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["build", "add", "query"])
-    p.add_argument("source", help="manifest (build, add) or audio file (query)")
-    p.add_argument("--out", metavar="DIR", help="(build) datastore folder to create")
-    p.add_argument("--index", metavar="DIR", help="(add, query) existing datastore folder")
-    p.add_argument("--model", metavar="DIR", help="whose audio encoder embeds the clips: an audioflamingo model "
-                                                   "or a Hugging Face CLAP directory (default: the bundled model)")
-    p.add_argument("--kind", choices=["exact", "hnsw", "ivf"], default="exact",
-                   help="exact (IndexFlatL2, default), hnsw or ivf (approximate, for large stores)")
-    p.add_argument("-k", type=int, default=8, help="(query) neighbours to return")
-    p.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
+                       description="A datastore of labelled examples (a manifest's clips embedded by a model's "
+                                   "audio encoder) that --rag retrieves in-context shots from.")
+    act = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = act.add_parser("build", help="embed a manifest's clips into a new datastore folder")
+    b.add_argument("source", metavar="MANIFEST", help="labelled examples (JSON lines)")
+    b.add_argument("--out", metavar="DIR", required=True, help="datastore folder to create")
+    b.add_argument("--kind", choices=["exact", "hnsw", "ivf"], default="exact",
+                   help="exact (IndexFlatL2), hnsw or ivf (approximate, for large stores)")
+    a = act.add_parser("add", help="embed more examples into an existing datastore")
+    a.add_argument("source", metavar="MANIFEST", help="labelled examples (JSON lines)")
+    a.add_argument("--index", metavar="DIR", required=True, help="existing datastore folder")
+    q = act.add_parser("query", help="the nearest examples to an audio file")
+    q.add_argument("source", metavar="FILE", help="audio file")
+    q.add_argument("--index", metavar="DIR", required=True, help="existing datastore folder")
+    q.add_argument("-k", type=int, default=8, help="neighbours to return")
+    for x in (b, a, q):
+        x.add_argument("--model", metavar="DIR", help="whose audio encoder embeds the clips: an audioflamingo model "
+                                                       "or a Hugging Face CLAP directory (default: the bundled model)")
+    for x in (b, a):
+        x.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
 
     e = sub.add_parser("embed", help="embedding vectors of audio files and texts (deterministic, cached)")
     e.add_argument("files", nargs="*", metavar="FILE")
@@ -39,9 +45,10 @@ def _embedder(model_dir):
 
 
 def run_index_commands(args) -> int:
+    from audioflamingo.errors import UsageError
     from audioflamingo.retrieval.datastore import Datastore, add_to_datastore, build_datastore
 
-    progress = sys.stderr.isatty()
+    progress = True  # a bar on a terminal, periodic lines elsewhere (progress.py)
     if args.command == "embed":
         import numpy as np
 
@@ -50,7 +57,7 @@ def run_index_commands(args) -> int:
         from audioflamingo.retrieval.embed import EmbeddingCache, clip_key
 
         if not args.files and not args.text:
-            raise ValueError("embed needs audio files and/or --text")
+            raise UsageError("embed needs audio files and/or --text")
         emb = _embedder(args.model)
         waves = [load_audio(f, emb.window.sample_rate) for f in args.files]  # all checked before output
         cache = EmbeddingCache(args.cache, emb.name) if args.cache else None
@@ -87,16 +94,10 @@ def run_index_commands(args) -> int:
         return 0
     emb = _embedder(args.model)
     if args.action == "build":
-        if not args.out:
-            raise ValueError("index build needs --out DIR")
         print(json.dumps(build_datastore(args.source, args.out, emb, args.kind, args.cache, progress)))
     elif args.action == "add":
-        if not args.index:
-            raise ValueError("index add needs --index DIR")
         print(json.dumps(add_to_datastore(args.source, args.index, emb, args.cache, progress)))
     else:
-        if not args.index:
-            raise ValueError("index query needs --index DIR")
         from audioflamingo.audio.io import load_audio
 
         store = Datastore.open(args.index, emb.name, emb.dim)

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from audioflamingo.errors import UsageError
+
 CONVERTERS = ("clotho", "audiocaps", "clothoaqa", "esc50", "urbansound8k")
 
 
@@ -118,7 +120,11 @@ def run_train_commands(args) -> int:
         try:
             weights = [float(w) for w in args.weights.split(",")] if args.weights else None
         except ValueError:
-            raise ValueError(f"--weights: {args.weights!r} is not a comma-separated list of numbers") from None
+            raise UsageError(f"--weights: {args.weights!r} is not a comma-separated list of numbers") from None
+        if len(args.models) < 2:
+            raise UsageError("average needs at least two model directories")
+        if weights is not None and len(weights) != len(args.models):
+            raise UsageError(f"--weights: {len(weights)} weight(s) for {len(args.models)} models")
         print(json.dumps(average_models(args.models, args.out, weights)))
         return 0
     if args.data_command == "build-drills":
@@ -164,7 +170,7 @@ def run_train_commands(args) -> int:
 
         encoder = args.encoder or default_model_dir()
         summary = build_icl(args.manifest, ClipEmbedder.from_directory(encoder), k=args.k,
-                            cache_dir=args.cache, out=args.out, progress=sys.stderr.isatty())
+                            cache_dir=args.cache, out=args.out, progress=True)
         print(json.dumps(summary))
         return 0
     return 2
@@ -179,12 +185,12 @@ def _convert(args) -> int:
     folds = set(args.folds.split(",")) if args.folds else None
     if args.layout in ("clotho", "audiocaps", "clothoaqa"):
         if not args.csv or not args.audio_dir:
-            raise ValueError(f"{args.layout} needs --csv and --audio-dir")
+            raise UsageError(f"{args.layout} needs --csv and --audio-dir")
         fn = {"clotho": C.clotho, "audiocaps": C.audiocaps, "clothoaqa": C.clotho_aqa}[args.layout]
         res = fn(Path(args.csv), Path(args.audio_dir), out_dir)
     else:
         if not args.root:
-            raise ValueError(f"{args.layout} needs --root")
+            raise UsageError(f"{args.layout} needs --root")
         fn = C.esc50 if args.layout == "esc50" else C.urbansound8k
         res = fn(Path(args.root), out_dir, folds)
     if not res.records:
@@ -213,7 +219,7 @@ def _train(args) -> int:
     if args.dry_run:
         print(dry_run(recipe))
         return 0
-    final = Trainer(recipe, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty()).run()
+    final = Trainer(recipe, resume=args.resume, progress=not args.no_progress).run()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {final}")
     return 0

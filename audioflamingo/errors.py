@@ -13,3 +13,8 @@ class AudioInputError(AudioFlamingoError):
 
 class ModelLoadError(AudioFlamingoError):
     pass
+
+
+class UsageError(AudioFlamingoError):
+    """The command line itself is wrong (a missing option, an impossible combination): exit code 2,
+    as argparse's own usage errors; every other error (bad input, a failed run) exits 1."""

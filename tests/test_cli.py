@@ -62,14 +62,14 @@ def test_chat_keeps_history_and_resets(model_dir, clips, capsys, monkeypatch):
 def test_bad_input_one_line_nothing_written(model_dir, clips, tmp_path, capsys):
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio")
-    assert main(["caption", clips[0], str(bad), "--model", str(model_dir)]) == 2
+    assert main(["caption", clips[0], str(bad), "--model", str(model_dir)]) == 1  # bad input: 1, not usage (2)
     out, err = capsys.readouterr()
     assert out == ""  # the good file before it is not half-reported
     assert err.strip().count("\n") == 0 and str(bad) in err and "not an audio file" in err
 
 
 def test_missing_model_is_a_clear_error(clips, tmp_path, capsys):
-    assert main(["caption", clips[0], "--model", str(tmp_path)]) == 2
+    assert main(["caption", clips[0], "--model", str(tmp_path)]) == 1
     assert "config.json: missing" in capsys.readouterr().err
 
 
@@ -78,4 +78,4 @@ def test_installed_entry_point_help_and_error(tmp_path):
     assert r.returncode == 0 and "examples:" in r.stdout and "classify" in r.stdout
     r = subprocess.run([sys.executable, "-m", "audioflamingo", "caption", str(tmp_path / "x.wav"), "--model",
                         str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

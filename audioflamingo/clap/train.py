@@ -132,7 +132,7 @@ def _gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Path:
-    from tqdm import tqdm
+    from audioflamingo.progress import progress_bar
 
     r = load_clap_recipe(recipe_path)
     env, tr = Env(), r["train"]
@@ -160,7 +160,7 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
             dist.broadcast(t, 0)
     micro = tr["micro_batch_size"]
     wave_cache: dict = {}
-    bar = tqdm(total=tr["steps"], initial=step, desc="clap", unit="step", disable=not (progress and env.main))
+    bar = progress_bar(tr["steps"], "clap", "step", enabled=progress and env.main, initial=step)
     model.train()
     while step < tr["steps"]:
         t0 = time.perf_counter()

@@ -26,11 +26,13 @@ def icl_path(manifest: str | Path) -> Path:
 def embed_records(records: list[Record], embedder: ClipEmbedder, cache_dir: str | Path,
                   progress: bool = False) -> tuple[np.ndarray, list[int], int]:
     """Vectors for every readable record (and which rows they are), computing only uncached ones."""
-    from tqdm import tqdm
+    from audioflamingo.progress import progress_bar
 
     cache = EmbeddingCache(cache_dir, embedder.name)
     rows, vecs, new = [], [], {}
-    for i, r in enumerate(tqdm(records, desc="embed", unit="clip", disable=not progress)):
+    bar = progress_bar(len(records), "embed", "clip", enabled=progress)
+    for i, r in enumerate(records):
+        bar.update(1)
         try:
             key = clip_key(r.audio, r.offset, r.duration)
         except OSError:

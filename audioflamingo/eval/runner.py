@@ -82,7 +82,7 @@ def score(bench: Benchmark, records: list[dict], vocabulary: list[str]) -> dict:
 def run_eval(bench_name: str, model_dir, data_dir, out_dir=None, shots: int = 0, rag=None, batch_size: int = 8,
              settings: GenerationSettings | None = None, cls_mode: str = "likelihood", limit: int | None = None,
              progress: bool = False, device: str = "cpu") -> dict:
-    from tqdm import tqdm
+    from audioflamingo.progress import progress_bar
 
     bench = get(bench_name)
     data = Path(data_dir)
@@ -109,8 +109,7 @@ def run_eval(bench_name: str, model_dir, data_dir, out_dir=None, shots: int = 0,
     if shots:
         pool = pipe.retriever(rag)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(present), initial=len(present) - len(todo), desc=bench.name, unit="clip",
-               disable=not progress)
+    bar = progress_bar(len(present), bench.name, "clip", enabled=progress, initial=len(present) - len(todo))
     with pred_file.open("a", encoding="utf-8") as f:
         for s in range(0, len(todo), batch_size):
             chunk = todo[s : s + batch_size]

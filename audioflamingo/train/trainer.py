@@ -252,12 +252,12 @@ class Trainer:
         return self.out / "final"
 
     def _run_stage(self, si, stage, step, global_step, model, tok, wrapped, opt, sched, data):
-        from tqdm import tqdm
+        from audioflamingo.progress import progress_bar
 
         env, tr = self.env, self.recipe.train
         micro, accum, world = tr.micro_batch_size, tr.grad_accum, env.world
         params = [p for p in model.parameters() if p.requires_grad]
-        bar = tqdm(total=stage.steps, initial=step, desc=f"{stage.name}", unit="step", disable=not self.progress,
+        bar = progress_bar(stage.steps, f"{stage.name}", "step", enabled=bool(self.progress), initial=step,
                    dynamic_ncols=True)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and tr.bf16
                     else nullcontext())

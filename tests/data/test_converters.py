@@ -85,9 +85,9 @@ def test_urbansound8k(tmp_path):
 
 
 def test_wrong_layout_names_the_expected_file(tmp_path, capsys):
-    assert main(["data", "convert", "esc50", "--root", str(tmp_path), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert main(["data", "convert", "esc50", "--root", str(tmp_path), "--out", str(tmp_path / "x.jsonl")]) == 1
     assert "meta/esc50.csv: expected metadata file not found" in capsys.readouterr().err
     _csv(tmp_path / "c.csv", "name,text\n")
     assert main(["data", "convert", "clotho", "--csv", str(tmp_path / "c.csv"), "--audio-dir", str(tmp_path),
-                 "--out", str(tmp_path / "x.jsonl")]) == 2
+                 "--out", str(tmp_path / "x.jsonl")]) == 1
     assert "missing column(s) file_name" in capsys.readouterr().err

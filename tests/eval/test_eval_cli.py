@@ -43,12 +43,12 @@ def test_missing_audio_is_counted_not_fatal_unless_all(model_dir, tmp_path, caps
     assert isinstance(res["metrics"]["CIDEr-D"], float) and "unavailable" in res["metrics"]["SPICE"]
     for f in (data / "audio").iterdir():
         f.unlink()
-    assert main(["eval", "audiocaps", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "r2")]) == 2
+    assert main(["eval", "audiocaps", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "r2")]) == 1
     assert "none of the 3 audio files exist" in capsys.readouterr().err
 
 
 def test_wrong_layout_message(model_dir, tmp_path, capsys):
-    assert main(["eval", "clotho-v2", "--model", str(model_dir), "--data", str(tmp_path)]) == 2
+    assert main(["eval", "clotho-v2", "--model", str(model_dir), "--data", str(tmp_path)]) == 1
     assert "clotho_captions_evaluation.csv: expected file not found" in capsys.readouterr().err
 
 

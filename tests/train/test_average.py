@@ -41,7 +41,7 @@ def test_average_of_a_model_with_itself_is_that_model(tmp_path):
 def test_average_refuses_other_architectures_and_writes_nothing(tmp_path, capsys):
     _save(tmp_path, "a")
     _save(tmp_path, "b", every=2)  # other config: cross-attention every 2nd layer
-    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mean")]) == 2
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mean")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "b/config.json" in err and "differs" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no output, no temp folder
@@ -50,15 +50,15 @@ def test_average_refuses_other_architectures_and_writes_nothing(tmp_path, capsys
 def test_average_refuses_bad_arguments(tmp_path, capsys):
     _save(tmp_path, "a")
     cases = [
-        (["average", str(tmp_path / "a"), "--out", str(tmp_path / "x")], "at least two"),
-        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "a")], "not empty"),
-        (["average", str(tmp_path / "a"), str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope"),
+        (["average", str(tmp_path / "a"), "--out", str(tmp_path / "x")], "at least two", 2),  # usage
+        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "a")], "not empty", 1),
+        (["average", str(tmp_path / "a"), str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope", 1),
         (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1", "--out", str(tmp_path / "x")],
-         "--weights"),
+         "--weights", 2),
         (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1,z", "--out", str(tmp_path / "x")],
-         "--weights"),
+         "--weights", 2),
     ]
-    for argv, needle in cases:
-        assert main(argv) == 2, argv
+    for argv, needle, code in cases:
+        assert main(argv) == code, argv
         assert needle in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -89,7 +89,7 @@ def test_nan_loss_stops_with_clear_message_keeping_last_checkpoint(tmp_path, mon
         return out * float("nan") if calls["n"] == 5 else out
 
     monkeypatch.setattr(T.TrainStep, "forward", poisoned)
-    assert main(["train", str(r), "--no-progress"]) == 2
+    assert main(["train", str(r), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "loss became nan at step 5" in err and "step-00000004" in err
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
@@ -237,5 +237,5 @@ def test_recipe_switches_a_model_directory_to_rotary_sinusoidal_positions(tmp_pa
     spec["model"] = {"init": "tiny", "positions": "rotary+sinusoidal"}  # presets: refused, one line
     r.write_text(yaml.safe_dump(spec))
     capsys.readouterr()
-    assert main(["train", str(r), "--no-progress"]) == 2
+    assert main(["train", str(r), "--no-progress"]) == 1
     assert "model.positions" in capsys.readouterr().err
