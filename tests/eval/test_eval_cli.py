@@ -72,6 +72,11 @@ def test_few_shot_and_report(model_dir, tmp_path, capsys):
     assert [p["shots"] for p in preds] == [["p2"], ["p1"]]
     assert main(["eval", "report", str(zero), str(two), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| fsd50k | 0 | approx-F1 |" in md and "| fsd50k | 1 | approx-F1 |" in md
+    name = model_dir.name
+    assert f"| fsd50k | {name} | 0 | approx-F1 |" in md and f"| fsd50k | {name} | 1 | approx-F1 |" in md
+    assert f"Model: `{name}`" in md and "published, full test set" in md
     assert (tmp_path / "rep" / "shots.png").stat().st_size > 1000
     assert (tmp_path / "rep" / "benchmarks.png").stat().st_size > 1000
+    # the same glob again, now matching the report's own folder too
+    assert main(["eval", "report", str(zero), str(two), str(tmp_path / "rep"), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report.md").read_text() == md
