@@ -179,6 +179,10 @@ def run(args) -> int:
     if args.command == "serve":
         import os
 
+        from audioflamingo.extras import require
+
+        require("fastapi"), require("uvicorn")  # the serve extra: one line naming it when absent
+
         from audioflamingo.serve.app import ServeConfig, create_app, make_server
         from audioflamingo.serve.guard import LOOPBACK
 

@@ -24,6 +24,9 @@ def _java_ok() -> str | None:
 def caption_metrics(preds: dict[str, str], refs: dict[str, Sequence[str]], spice: bool = True,
                     meteor: bool = True) -> dict:
     """{'BLEU-1'.., 'METEOR', 'ROUGE-L', 'CIDEr-D', 'SPICE', 'SPIDEr'} over the whole split."""
+    from audioflamingo.extras import require
+
+    require("pycocoevalcap")  # an extra: one line naming it when absent
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge

@@ -21,7 +21,9 @@ KINDS = ("exact", "hnsw", "ivf")
 
 def new_index(kind: str, dim: int, train: np.ndarray | None = None):
     """An empty faiss index of a kind: the one place the project makes them (ICL data, datastores)."""
-    import faiss
+    from audioflamingo.extras import require
+
+    faiss = require("faiss")  # an extra: one line naming it when absent
 
     if kind == "exact":
         return faiss.IndexFlatL2(dim)
