@@ -231,15 +231,15 @@ def run(args) -> int:
 
         clip = args.file or example_clip()
         pipe = AudioFlamingoPipeline.load(args.model, lite=args.lm_impl == "auto")
-        print(f"clip:     {clip}")
-        print(f"caption:  {caption}")
-        print(f"question: {args.question}")
-        print(f"answer:   {answer}")
         caption, answer = pipe.caption([clip])[0], pipe.ask(clip, args.question)
         if args.json:
             print(json.dumps({"file": str(clip), "caption": caption, "question": args.question, "answer": answer},
                              ensure_ascii=False))
             return 0
+        print(f"clip:     {clip}")
+        print(f"caption:  {caption}")
+        print(f"question: {args.question}")
+        print(f"answer:   {answer}")
         return 0
 
     if args.command == "info":
