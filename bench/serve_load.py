@@ -37,7 +37,7 @@ def start(pipe, max_batch: int):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    srv = make_server(create_app(pipe, ServeConfig(max_batch=max_batch, window_ms=10, queue_size=256,
+    srv = make_server(create_app(pipe, ServeConfig(model_name="m", max_batch=max_batch, window_ms=10, queue_size=256,
                                                    timeout_s=120)), "127.0.0.1", port, 30, log_level="warning")
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()

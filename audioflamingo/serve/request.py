@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -165,7 +165,8 @@ def parse_request(body: dict, max_tokens_limit: int, max_n: int, style: str = "p
     top_k = max(p.top_k or 0, 0)
     # Greedy unless a sampling parameter is given (reproducible by default); temperature 0 is greedy.
     sample = temperature > 0 and (p.temperature is not None or top_p < 1.0 or top_k > 0)
-    return ChatRequest(model=p.model, turns=turns, system=system, audio_b64=audio, audio_format=fmt, audio_param=audio_param,
+    return ChatRequest(model=p.model, turns=turns, system=system, audio_b64=audio, audio_format=fmt,
+                       audio_param=audio_param,
                        max_tokens=max_tokens, do_sample=sample, temperature=temperature if sample else 1.0,
                        top_p=top_p, top_k=top_k, seed=p.seed, n=n, stream=bool(p.stream),
                        include_usage=bool(p.stream_options and p.stream_options.include_usage), stop=stops,

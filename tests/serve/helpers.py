@@ -31,8 +31,8 @@ def example_b64() -> str:
 
 
 def msg(text="What do you hear?", audio=None, fmt="wav"):
-    return [{"role": "user", "content": [{"type": "text", "text": text},
-                                         {"type": "input_audio", "input_audio": {"data": audio or b64(), "format": fmt}}]}]
+    part = {"type": "input_audio", "input_audio": {"data": audio or b64(), "format": fmt}}
+    return [{"role": "user", "content": [{"type": "text", "text": text}, part]}]
 
 
 class Server:
