@@ -10,7 +10,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-# First match wins; patterns follow the corpus' question templates (audioflamingo/data/synth/language.py).
+# Corpora from 2026-11-29 on name each question's kind ("question"); older ones are typed by these
+# patterns of their fixed phrasings (first match wins).
 TYPES = [("count", r"^How many"), ("first sound", r"hear first"), ("last sound", r"last sound"),
          ("what comes after X", r"comes after"), ("which instruments", r"Which instruments"),
          ("is anyone speaking", r"anyone speaking"), ("male/female", r"male or female"),
@@ -18,6 +19,9 @@ TYPES = [("count", r"^How many"), ("first sound", r"hear first"), ("last sound",
          ("short/long beep", r"short or long"), ("rising/falling chirp", r"rising or falling"),
          ("noise colour", r"colour of noise"), ("which is louder", r"louder"),
          ("begins with silence", r"begin with silence"), ("duration", r"How long")]
+
+KINDS = {"count", "first", "last", "instruments", "speaking", "silence", "duration", "pitch", "tempo", "length",
+         "direction", "colour", "gender", "language", "after", "louder"}
 
 
 def norm(s: str) -> str:
@@ -32,12 +36,12 @@ def main():
     questions = {}
     for line in open(Path(args.data) / "eval" / "aqa.jsonl"):
         r = json.loads(line)
-        questions[r["id"]] = r["instruction"]
+        questions[r["id"]] = r.get("question") or r["instruction"]
     hits, totals = defaultdict(int), defaultdict(int)
     for line in open(Path(args.run) / "predictions.jsonl"):
         p = json.loads(line)
         q = questions[p["id"]]
-        kind = next((name for name, pat in TYPES if re.search(pat, q)), "other")
+        kind = q if q in KINDS else next((name for name, pat in TYPES if re.search(pat, q)), "other")
         totals[kind] += 1
         hits[kind] += norm(p["prediction"]) in {norm(x) for x in p["references"]}
     out = {k: {"accuracy": round(hits[k] / totals[k], 3), "n": totals[k]} for k in sorted(totals, key=lambda k: -totals[k])}

@@ -176,7 +176,8 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     assert not any(held_out(o) for s in ("train", "val", "test") for o in origins.get(s, ()))
     for r in (json.loads(x) for x in (tmp_path / "a" / "heldout" / "eval" / "aqa.jsonl").read_text().splitlines()):
         assert r["sources"] and r["audio"].startswith("../../clips/heldout/")
-    held_q = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot_heldout.jsonl").read_text().splitlines()]
+    assert not [k for k, v in sa["question_leaks"].items() if v["leaks"]]
+    held_q = [json.loads(x) for x in (tmp_path / "a" / "heldout" / "eval" / "fewshot.jsonl").read_text().splitlines()]
     assert held_q and all(r["sources"][0] in ("freepats", "gcompris-instruments") for r in held_q)
     fewshot = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot.jsonl").read_text().splitlines()]
     support = [json.loads(x) for x in (tmp_path / "a" / "eval" / "fewshot_support.jsonl").read_text().splitlines()]

@@ -7,10 +7,10 @@ Writes, under OUT:
                                      positives and compositional negatives)
     eval/{caption,aqa,instrument,dialogue,fewshot,fewshot_support}.jsonl   in-source test manifests
                                      (other recordings of the training sources)
-    eval/fewshot_heldout.jsonl       few-shot queries from other sample sets than the datastore's
-    heldout/eval/{caption,aqa,instrument,dialogue}.jsonl   held-out-source test manifests: sample
-                                     sets, voices and collections never heard in training
-                                     (`audioflamingo eval synth-aqa --data OUT/heldout`)
+    heldout/eval/{caption,aqa,instrument,dialogue,fewshot}.jsonl   held-out-source test manifests:
+                                     sample sets, voices and collections never heard in training
+                                     (`audioflamingo eval synth-aqa --data OUT/heldout`); its fewshot
+                                     queries come from other sample sets than eval/fewshot_support's
     synth.json                       settings, counts, sources, and which recordings went to which split
 
 Every record names the sources its audio came from ("sources": sample sets, voices, collections).
@@ -142,7 +142,7 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
         scene, wave = sample_scene(srng, {"instrument": [rec]}, "novel-heldout", f"novel-heldout-{k:05d}",
                                    kinds=("instrument",), n_events=1)
         rel = emit(scene, wave, "novel-heldout")
-        manifests.setdefault("eval/fewshot_heldout", []).append(
+        manifests.setdefault("heldout/eval/fewshot", []).append(
             {"id": scene.id, "audio": rel, "source": rec.id, "sources": [rec.origin], "task": "classify",
              "instruction": INSTRUMENT_QUESTION, "output": rec.label, "options": novel})
     bar.close()
@@ -163,5 +163,9 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
                         if any(r.origin == o and r.split == s for r in bank)} for o in sorted({r.origin for r in bank})},
         "recording_splits": {r.id: r.split for r in bank},
     }
+    from audioflamingo.data.synth.leaks import text_leaks
+
+    # does a question's wording give its answer away? (a text-only classifier per kind; leaks.py)
+    summary["question_leaks"] = text_leaks(manifests.get("train_aqa_all", []))
     (out / "synth.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     return summary
