@@ -160,7 +160,9 @@ def _prepare(raw: bytes, pipe, cfg: ServeConfig):
     from audioflamingo.serve.request import parse_json, parse_request
     from audioflamingo.text.templates import TASK_DESCRIPTIONS, render_dialogue, tokenize
 
-    req = parse_request(parse_json(raw), cfg.max_tokens_limit, cfg.max_n, pipe.style)
+    # n choices are rows of one batch: never more than a batch (or the queue) holds
+    req = parse_request(parse_json(raw), cfg.max_tokens_limit, min(cfg.max_n, cfg.max_batch, cfg.queue_size),
+                        pipe.style)
     if req.model != cfg.model_name:
         raise _no_model(req.model)
     w = pipe.model.config.window

@@ -205,3 +205,17 @@ def test_seeded_sampling_is_the_same_batched_or_alone(client, clip, server):
     health = httpx.get(server.url + "/health").json()
     assert max(health["largest_batch"], before) > 1  # it really was batched with the others
     assert got[0] == alone
+
+
+def test_n_is_limited_to_one_batch(default_pipe, clip):
+    from audioflamingo.serve.app import ServeConfig, create_app
+
+    srv = Server(create_app(default_pipe, ServeConfig(model_name=NAME, max_batch=2)))
+    try:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        assert len(ask(c, clip, n=2).choices) == 2
+        with pytest.raises(openai.BadRequestError) as e:
+            ask(c, clip, n=3)
+        assert e.value.body["param"] == "n" and "limit of 2" in e.value.body["message"]
+    finally:
+        srv.stop()
