@@ -102,7 +102,7 @@ def create_app(pipe, cfg: ServeConfig | None = None):
     @app.get("/health")
     async def health():
         b = app.state.batcher
-        return {"status": "draining" if state["draining"] else "ok", "queued": len(b.waiting),
+        return {"status": "ok", "queued": len(b.waiting),  # while draining, the guard answers 503
                 "in_flight": b.in_flight, "batches_run": len(b.batches), "dropped": b.dropped,
                 "largest_batch": max(b.batches, default=0)}
 

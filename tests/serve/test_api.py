@@ -197,3 +197,31 @@ def test_client_that_disconnects_frees_its_slot_at_once(default_pipe):
     finally:
         release.set()
         srv.stop()
+
+
+def test_streaming_client_that_leaves_frees_its_slot(default_pipe):
+    from audioflamingo.serve.app import ServeConfig, create_app
+
+    app = create_app(default_pipe, ServeConfig(model_name=NAME, max_batch=1, window_ms=0, queue_size=1))
+    srv = Server(app)
+    release = threading.Event()
+    real = app.state.batcher._generate
+    app.state.batcher._generate = lambda jobs, loop: (release.wait(30), real(jobs, loop))[1]
+    try:
+        body = {"model": NAME, "messages": msg(), "max_tokens": 5, "stream": True}
+        running = threading.Thread(target=lambda: httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=60))
+        running.start()
+        deadline = time.time() + 10
+        while httpx.get(srv.url + "/health").json()["in_flight"] < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=30) as r:
+            assert r.status_code == 200
+            next(r.iter_lines())  # the role chunk: the request is queued; then the client leaves
+        deadline = time.time() + 5
+        while httpx.get(srv.url + "/health").json()["queued"] and time.time() < deadline:
+            time.sleep(0.05)
+        health = httpx.get(srv.url + "/health").json()
+        assert health["queued"] == 0 and health["dropped"] == 1, health
+    finally:
+        release.set()
+        srv.stop()
