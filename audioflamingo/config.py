@@ -50,6 +50,8 @@ class EncoderConfig:
     """The (frozen by default) audio encoder that turns one window into features.
 
     kind: "mel_conv" (the project's own small encoder) or "hf_clap" (a transformers CLAP audio tower).
+        "whisper": Whisper's encoder run on the window length (audio/whisper.py; hf_config holds its
+        WhisperConfig keys, its weights come from a base part; tokens_per_window -1 keeps every 20-ms token).
     output: "pooled" gives one vector per window (AF1); "dense" gives the frame tokens of the last
         stage before pooling (AF2).
     dim: feature size of one token.
@@ -62,7 +64,7 @@ class EncoderConfig:
         "msclap" (MS-CLAP's residual projection, used by AF1's ClapCap).
     """
 
-    kind: Literal["mel_conv", "hf_clap"] = "mel_conv"
+    kind: Literal["mel_conv", "hf_clap", "whisper"] = "mel_conv"
     output: Literal["pooled", "dense"] = "dense"
     dim: int = 64
     tokens_per_window: int = 4
@@ -129,6 +131,9 @@ class AudioFlamingoConfig:
     eoc_token: str = "<EOC>"
     preset: str = "custom"
     prompt_style: str = "paper"  # "paper" templates, or "af1": the official AF1 inference prompts
+    # Pretrained parts the weights file leaves out, loaded from installed packages (audioflamingo/base_parts):
+    # module path inside the model ("lm", "encoder") -> {"name": base part, "sha256": its tensor digest}.
+    base_parts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_type": MODEL_TYPE, **dataclasses.asdict(self)}

@@ -181,8 +181,13 @@ def build_encoder(cfg: EncoderConfig, window: WindowConfig) -> AudioEncoder:
         enc = HFClapEncoder(cfg, window)
         if cfg.tokens_per_window < 0:
             cfg.tokens_per_window = enc.tokens_per_window = probe_tokens(enc, window)
+    elif cfg.kind == "whisper":  # Whisper's encoder on the window length (audio/whisper.py)
+        from audioflamingo.audio.whisper import WhisperWindowEncoder
+
+        enc = WhisperWindowEncoder(cfg, window)
+        cfg.tokens_per_window = enc.tokens_per_window
     else:
-        raise ValueError(f"unknown encoder kind {cfg.kind!r} (use 'mel_conv' or 'hf_clap')")
+        raise ValueError(f"unknown encoder kind {cfg.kind!r} (use 'mel_conv', 'hf_clap' or 'whisper')")
     if cfg.frozen:
         enc.requires_grad_(False)
         enc.eval()

@@ -244,7 +244,15 @@ class AudioFlamingo(nn.Module):
         self.config.lm = self.lm.config.to_dict()
         self.config.save(d / CONFIG_NAME)
         tmp = d / (WEIGHTS_NAME + ".tmp")
-        save_model(self, str(tmp), metadata={"format": "pt", "library": "audioflamingo"})
+        if self.config.base_parts:  # their tensors come from the base-part cache, never from here
+            from safetensors.torch import save_file
+
+            from audioflamingo.base_parts import trained_state
+
+            save_file(trained_state(self, self.config.base_parts), str(tmp),
+                      metadata={"format": "pt", "library": "audioflamingo"})
+        else:
+            save_model(self, str(tmp), metadata={"format": "pt", "library": "audioflamingo"})
         tmp.replace(d / WEIGHTS_NAME)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(d))
@@ -280,6 +288,10 @@ class AudioFlamingo(nn.Module):
         check_tokenizer(tokenizer, d)
         special = special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token)
         model = cls(cfg, build_lm(cfg.lm, lite, d / CONFIG_NAME), special)
+        if cfg.base_parts:  # pretrained parts from installed packages (base_parts/): not in the weights file
+            from audioflamingo.base_parts import load_into_model
+
+            derived = set(derived) | load_into_model(model, cfg.base_parts, d / CONFIG_NAME)
         try:
             missing, unexpected = load_model(model, str(d / WEIGHTS_NAME), strict=not derived)
         except RuntimeError as err:
