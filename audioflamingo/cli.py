@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args):
     from audioflamingo.tasks import GenerationSettings
 
+    # Checked before any output: 0 or less would crash mid-batch (batch size) or be silently odd.
+    for flag in ("max_new_tokens", "beams", "batch_size"):
+        if getattr(args, flag, 1) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, not {getattr(args, flag)}")
     return GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               num_beams=args.beams, seed=args.seed)

@@ -55,10 +55,12 @@ class MelConvEncoder(AudioEncoder):
 
     def log_mel(self, windows: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(
-            windows.float(), self.n_fft, self.hop, self.win_length, self.stft_window,
+            windows.float(), self.n_fft, self.hop, self.win_length, self.stft_window.float(),
             center=True, return_complex=True,
         ).abs().pow(2)
-        mel = torch.einsum("nft,fm->nmt", spec, self.mel_fb)
+        # The front end stays float32 when the model is cast to half precision (--dtype): the
+        # buffers are cast with it, and the log of a half-precision power spectrum loses the quiet parts.
+        mel = torch.einsum("nft,fm->nmt", spec, self.mel_fb.float())
         logmel = torch.log10(mel.clamp_min(1e-10))
         # Whisper-style dynamic-range clamp keeps silence from dominating the scale.
         logmel = torch.maximum(logmel, logmel.amax(dim=(1, 2), keepdim=True) - 8.0)
