@@ -7,7 +7,7 @@ AF     := $(VENV)/bin/audioflamingo
 SYNTH  := data/synth
 SPLITS := $(SYNTH)/train_caption.jsonl $(SYNTH)/train_aqa.jsonl $(SYNTH)/train_classify.jsonl $(SYNTH)/train_dialogue.jsonl
 
-.PHONY: demo test test-latest bench clean synth-deps default-model default-model-icl default-model-eval ship-default-model
+.PHONY: demo test lint test-latest bench clean synth-deps default-model default-model-icl default-model-eval ship-default-model
 
 # Exact versions from constraints.txt (what the suite passed with); `make test-latest` checks the
 # newest versions pyproject.toml's ranges admit.
@@ -28,6 +28,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
+
+# ruff (lint + format check, settings in pyproject.toml) on the whole tree; mypy on the public API.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The model-equality tests in a throw-away venv with the newest versions the ranges admit.
 test-latest:

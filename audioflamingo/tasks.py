@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 import torch
@@ -49,7 +49,8 @@ class GenerationSettings:
         return cls(**{**base, **options})
 
     def hf_kwargs(self) -> dict:
-        kw = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=self.do_sample)
+        kw: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+                                  do_sample=self.do_sample)
         if self.do_sample:  # every row draws from its own stream seeded with `seed` (model/sampling.py)
             kw.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p, seed=self.seed)
         return kw
@@ -102,7 +103,7 @@ class AudioFlamingoPipeline:
         if long_audio is not None:
             if long_audio not in ("first", "spread"):
                 raise ValueError(f"long_audio must be 'first' or 'spread', not {long_audio!r}")
-            model.config.window.long_audio = long_audio
+            model.config.window.long_audio = long_audio  # type: ignore[assignment]  # checked just above
         return cls(model, tokenizer, **kw)
 
     # ------------------------------------------------------------------ inputs
@@ -172,7 +173,7 @@ class AudioFlamingoPipeline:
         tuple or an {"array", "sampling_rate"} dict) gives one. Decoding options as keywords
         (max_new_tokens=32, do_sample=True, seed=0, ...) override `settings`."""
         single = is_single_clip(audios)
-        items = [audios] if single else list(audios)  # type: ignore[arg-type]
+        items: list[Any] = [audios] if single else list(audios)  # type: ignore[arg-type]
         queries = [Query(a, instruction, TASK_DESCRIPTIONS["caption"]) for a in items]
         out = self.answer(queries, settings, progress, **decoding)
         return out[0] if single else out
@@ -181,7 +182,7 @@ class AudioFlamingoPipeline:
             settings: GenerationSettings | None = None, progress: bool = False, **decoding) -> list[str] | str:
         """A list of inputs gives a list of answers; one input gives one (see `caption`)."""
         single = is_single_clip(audios)
-        items = [audios] if single else list(audios)  # type: ignore[arg-type]
+        items: list[Any] = [audios] if single else list(audios)  # type: ignore[arg-type]
         out = self.answer([Query(a, question, TASK_DESCRIPTIONS["aqa"]) for a in items], settings, progress,
                           **decoding)
         return out[0] if single else out

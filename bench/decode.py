@@ -84,7 +84,7 @@ def bytes_per_token(model, n_audio_tokens, batch=1):
     """Weights a batch-1 decode step must read: LM (embedding table once, as the tied lm_head), the
     xattn layers' query/output/FF weights, and the cached audio K/V."""
     b = 0
-    for name, p in model.lm.named_parameters():
+    for p in model.lm.parameters():
         b += p.numel() * p.element_size()
     for blk in model.fusion.xattn.values():
         for name, p in blk.named_parameters():

@@ -116,7 +116,7 @@ def _unused_groups(state, used_prefixes, dropped) -> dict[str, int]:
             continue
         g = k.split(".")[0] + ".*"
         out[g] = out.get(g, 0) + 1
-    for k, why in dropped.items():
+    for why in dropped.values():
         out[why] = out.get(why, 0) + 1
     return out
 

@@ -122,4 +122,14 @@ def _build_core(config: AudioFlamingoHFConfig) -> AudioFlamingo:
                          "(the tokenizer's <audio>, <SEP>, <EOC>, eos, bos, pad ids)")
     lm_cfg = dict(config.lm)
     lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg))
-    return AudioFlamingo(config.to_core(), lm, SpecialIds(**config.special_token_ids))
+    ids = config.special_token_ids
+
+    def required(name: str) -> int:
+        value = ids.get(name)
+        if value is None:
+            raise ValueError(f"config.special_token_ids has no {name!r} id")
+        return int(value)
+
+    special = SpecialIds(audio=required("audio"), sep=required("sep"), eoc=required("eoc"), eos=ids.get("eos"),
+                         bos=ids.get("bos"), pad=required("pad"))
+    return AudioFlamingo(config.to_core(), lm, special)

@@ -27,7 +27,8 @@ class ClipCache:
     """Encoder outputs per clip, keyed by the clip's samples: a dialogue never re-encodes its audio."""
 
     def __init__(self, maxsize: int = 128):
-        self.maxsize, self._d = maxsize, OrderedDict()
+        self.maxsize = maxsize
+        self._d: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.hits = self.misses = 0
 
     @staticmethod
@@ -98,9 +99,9 @@ class AudioFlamingo(nn.Module):
                     feats.append(self.encoder(frames[s : s + chunk].to(self.device)))
             feats_t = torch.cat(feats)
             pos = 0
-            for i, w in zip(todo, windows):
-                f = feats_t[pos : pos + len(w)]
-                pos += len(w)
+            for i, win in zip(todo, windows):
+                f = feats_t[pos : pos + len(win)]
+                pos += len(win)
                 out[i] = f
                 if cacheable:
                     self.clip_cache.put(keys[i], f.detach())
@@ -281,7 +282,7 @@ class AudioFlamingo(nn.Module):
         cfg = check_model_dir(d, WEIGHTS_NAME, CONFIG_NAME)
         derived = set()
         if positions and positions != cfg.transformation.positions:
-            cfg.transformation.positions = positions
+            cfg.transformation.positions = positions  # type: ignore[assignment]  # checked by the config loader
             derived = {"transformation.position_enc.pos_table"}
         if tokenizer is None:
             tokenizer = load_tokenizer(d, lite=lite)

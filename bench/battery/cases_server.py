@@ -54,7 +54,7 @@ class Serve:
                     break
             except httpx.TransportError:
                 if self.proc.poll() is not None:
-                    raise Fail(f"serve exited: {self.proc.stderr.read()[-500:]}")
+                    raise Fail(f"serve exited: {self.proc.stderr.read()[-500:]}") from None
                 time.sleep(0.2)
         headers = {"Authorization": f"Bearer {args[args.index('--api-key') + 1]}"} if "--api-key" in args else {}
         self.model = httpx.get(self.url + "/v1/models", headers=headers).json()["data"][0]["id"]

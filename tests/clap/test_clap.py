@@ -10,7 +10,6 @@ import yaml
 from audioflamingo.clap.losses import af2_loss, info_nce
 from audioflamingo.clap.model import AFClap, ClapConfig, minilm_directory
 from audioflamingo.cli import main
-from audioflamingo.config import EncoderConfig
 
 TINY_TEXT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
              "max_position_embeddings": 128, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -84,7 +83,7 @@ def test_minilm_text_tower_matches_the_hf_model():
 
 
 def test_hf_clapmodel_directory_imports_with_parity(tmp_path):
-    from transformers import ClapConfig as HFClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizerFast
+    from transformers import ClapConfig as HFClapConfig, ClapFeatureExtractor, ClapModel
 
     from audioflamingo.text.tokenizer import byte_level_tokenizer
 

@@ -1,8 +1,6 @@
 """Each converter on tiny fixtures written in the dataset's exact published layout."""
-import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from audioflamingo.cli import main

@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from audioflamingo.data.mixture import MixtureSampler
 from audioflamingo.retrieval.knn import knn_excluding_groups

@@ -5,7 +5,6 @@ import sys
 import pytest
 import torch
 
-from audioflamingo.model.flamingo import AudioFlamingo
 from audioflamingo.model.lite import LiteCausalLM, supports
 from audioflamingo.tasks import AudioFlamingoPipeline, default_model_dir, example_clip, left_pad
 from audioflamingo.text.lite_tokenizer import LiteTokenizer

@@ -66,7 +66,7 @@ def test_special_tokens_added_once_and_resizable():
 
 
 def test_works_with_gpt2_style_tokenizer_without_bos_pad():
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     base = byte_level_tokenizer()
