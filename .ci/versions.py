@@ -1,5 +1,6 @@
 """Print `name installed (pinned X)` for every installed distribution whose version differs from a
 constraints file; used by .ci/latest to name the suspects when an upstream release breaks a test."""
+
 import sys
 from importlib.metadata import distributions
 

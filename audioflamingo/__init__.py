@@ -8,6 +8,7 @@ Names are resolved on first use, so `audioflamingo --help` and the lean runtime 
 importing torch and transformers; the transformers classes (`AudioFlamingoForConditionalGeneration`,
 `AudioFlamingoProcessor`, ...) register themselves with the Auto classes when first used.
 """
+
 __version__ = "0.1.0"
 
 # name -> module that defines it

@@ -3,6 +3,7 @@
 Exit codes: 0 success; 1 bad input or a failed run (one line, `audioflamingo: FILE: problem`, and
 nothing written); 2 a usage error (argparse's, or `UsageError`: options that cannot go together).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,28 @@ Exit codes: 0 done; 1 bad input or a failed run (one line on stderr); 2 usage er
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (from save_pretrained / init / convert)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                   help="weights dtype (default: as saved; bfloat16 halves memory on GPU)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="weights dtype (default: as saved; bfloat16 halves memory on GPU)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch (default: 8)")
-    p.add_argument("--long-audio", choices=["first", "spread"], default=None,
-                   help="audio longer than the window budget: first (its first windows, with a warning) or spread "
-                        "(the windows spread over the whole file) (default: the model's setting, first)")
-    p.add_argument("--lm-impl", choices=["auto", "transformers"], default="auto",
-                   help="auto: Qwen2/Llama LMs run on the project's lean runtime for greedy decoding (same "
-                        "outputs, about 3 s less start-up); transformers: always the transformers model")
+    p.add_argument(
+        "--long-audio",
+        choices=["first", "spread"],
+        default=None,
+        help="audio longer than the window budget: first (its first windows, with a warning) or spread "
+        "(the windows spread over the whole file) (default: the model's setting, first)",
+    )
+    p.add_argument(
+        "--lm-impl",
+        choices=["auto", "transformers"],
+        default="auto",
+        help="auto: Qwen2/Llama LMs run on the project's lean runtime for greedy decoding (same "
+        "outputs, about 3 s less start-up); transformers: always the transformers model",
+    )
 
 
 def _add_rag_args(p: argparse.ArgumentParser) -> None:
@@ -54,16 +67,23 @@ def _add_gen_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=1.0, help="with --sample: nucleus mass (1 = off)")
     g.add_argument("--beams", type=int, default=1, help="beam search width (1 = off)")
-    g.add_argument("--seed", type=int, default=None,
-                   help="random seed for --sample: every input draws from its own stream seeded with it, so its "
-                        "text is the same alone or batched, on either runtime")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed for --sample: every input draws from its own stream seeded with it, so its "
+        "text is the same alone or batched, on either runtime",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from audioflamingo.cli_help import Parser
 
-    ap = Parser(prog="audioflamingo", description="Audio Flamingo: caption, question-answer, classify and chat "
-                                                  "about audio.", epilog=EPILOG)
+    ap = Parser(
+        prog="audioflamingo",
+        description="Audio Flamingo: caption, question-answer, classify and chat about audio.",
+        epilog=EPILOG,
+    )
     ap.add_argument("--version", action="version", version="audioflamingo 0.1.0")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -84,8 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--labels", required=True, help="comma-separated labels, e.g. dog,cat,rain")
     p.add_argument("--generate", action="store_true", help="let the model write its answer instead of ranking")
-    p.add_argument("--question", default="Which label best describes the sound?",
-                   help="the instruction before the options (the default model knows 'Which instrument is playing?')")
+    p.add_argument(
+        "--question",
+        default="Which label best describes the sound?",
+        help="the instruction before the options (the default model knows 'Which instrument is playing?')",
+    )
     _add_model_args(p)
     _add_gen_args(p)
     _add_rag_args(p)
@@ -113,21 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="per-request generation timeout (s)")
     p.add_argument("--max-audio-seconds", type=float, default=300.0)
     p.add_argument("--max-body-mb", type=float, default=25.0)
-    p.add_argument("--max-decoded-samples", type=int, default=300 * 48000 * 2,
-                   help="refuse audio whose header promises more samples (rate x channels x seconds)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
-                   help="also answer requests whose Host header is HOST ('*': any); repeatable")
-    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                   help="also accept browser requests from ORIGIN, e.g. https://app.example ('*': any); repeatable")
+    p.add_argument(
+        "--max-decoded-samples",
+        type=int,
+        default=300 * 48000 * 2,
+        help="refuse audio whose header promises more samples (rate x channels x seconds)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="also answer requests whose Host header is HOST ('*': any); repeatable",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept browser requests from ORIGIN, e.g. https://app.example ('*': any); repeatable",
+    )
     p.add_argument("--device", default="cpu")
 
-    p = sub.add_parser("demo", help="caption a clip and answer a question about it (default: the bundled clip "
-                                    "and the bundled default model)")
+    p = sub.add_parser(
+        "demo",
+        help="caption a clip and answer a question about it (default: the bundled clip and the bundled default model)",
+    )
     p.add_argument("file", nargs="?", help="audio file (default: the bundled example clip)")
     p.add_argument("--question", default="What do you hear first?")
     p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled default model)")
-    p.add_argument("--lm-impl", choices=["auto", "transformers"], default="auto",
-                   help="auto: the lean runtime where it applies (Qwen2/Llama, greedy); transformers: always")
+    p.add_argument(
+        "--lm-impl",
+        choices=["auto", "transformers"],
+        default="auto",
+        help="auto: the lean runtime where it applies (Qwen2/Llama, greedy); transformers: always",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     p = sub.add_parser("info", help="print a model's configuration and parameter counts")
@@ -155,9 +198,15 @@ def _settings(args):
     for flag in ("max_new_tokens", "beams", "batch_size"):
         if getattr(args, flag, 1) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, not {getattr(args, flag)}")
-    return GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              num_beams=args.beams, seed=args.seed)
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        num_beams=args.beams,
+        seed=args.seed,
+    )
 
 
 def _emit(args, record: dict, text: str) -> None:
@@ -191,18 +240,27 @@ def run(args) -> int:
         from audioflamingo.serve.guard import LOOPBACK
 
         pipe = AudioFlamingoPipeline.load(args.model, device=args.device)
-        cfg = ServeConfig(model_name=os.path.basename(str(args.model or "audioflamingo-default").rstrip("/")),
-                          api_key=args.api_key or os.environ.get("AUDIOFLAMINGO_API_KEY"), max_batch=args.max_batch,
-                          window_ms=args.batch_window_ms, queue_size=args.queue_size, timeout_s=args.timeout,
-                          max_body_bytes=int(args.max_body_mb * 2**20), max_audio_seconds=args.max_audio_seconds,
-                          max_decoded_samples=args.max_decoded_samples,
-                          allowed_hosts=[*LOOPBACK, *([args.host] if args.host not in ("0.0.0.0", "::") else []),
-                                         *args.allow_host], allowed_origins=args.allow_origin)
+        cfg = ServeConfig(
+            model_name=os.path.basename(str(args.model or "audioflamingo-default").rstrip("/")),
+            api_key=args.api_key or os.environ.get("AUDIOFLAMINGO_API_KEY"),
+            max_batch=args.max_batch,
+            window_ms=args.batch_window_ms,
+            queue_size=args.queue_size,
+            timeout_s=args.timeout,
+            max_body_bytes=int(args.max_body_mb * 2**20),
+            max_audio_seconds=args.max_audio_seconds,
+            max_decoded_samples=args.max_decoded_samples,
+            allowed_hosts=[*LOOPBACK, *([args.host] if args.host not in ("0.0.0.0", "::") else []), *args.allow_host],
+            allowed_origins=args.allow_origin,
+        )
         if args.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
             print(f"audioflamingo: warning: serving on {args.host} without --api-key", file=sys.stderr)
         if args.host in ("0.0.0.0", "::") and not args.allow_host:
-            print(f"audioflamingo: warning: on {args.host} only requests addressed to a loopback name are answered; "
-                  "add --allow-host NAME for the names clients use", file=sys.stderr)
+            print(
+                f"audioflamingo: warning: on {args.host} only requests addressed to a loopback name are answered; "
+                "add --allow-host NAME for the names clients use",
+                file=sys.stderr,
+            )
         make_server(create_app(pipe, cfg), args.host, args.port, args.timeout).run()
         return 0
 
@@ -237,8 +295,12 @@ def run(args) -> int:
         pipe = AudioFlamingoPipeline.load(args.model, lite=args.lm_impl == "auto")
         caption, answer = pipe.caption([clip])[0], pipe.ask(clip, args.question)
         if args.json:
-            print(json.dumps({"file": str(clip), "caption": caption, "question": args.question, "answer": answer},
-                             ensure_ascii=False))
+            print(
+                json.dumps(
+                    {"file": str(clip), "caption": caption, "question": args.question, "answer": answer},
+                    ensure_ascii=False,
+                )
+            )
             return 0
         print(f"clip:     {clip}")
         print(f"caption:  {caption}")
@@ -251,29 +313,49 @@ def run(args) -> int:
         from audioflamingo.tasks import default_model_dir
 
         model = AudioFlamingo.from_pretrained(args.model or default_model_dir())
-        counts = {name: sum(p.numel() for p in m.parameters()) for name, m in
-                  [("lm", model.lm), ("encoder", model.encoder), ("transformation", model.transformation),
-                   ("xattn", model.fusion.xattn)]}
+        counts = {
+            name: sum(p.numel() for p in m.parameters())
+            for name, m in [
+                ("lm", model.lm),
+                ("encoder", model.encoder),
+                ("transformation", model.transformation),
+                ("xattn", model.fusion.xattn),
+            ]
+        }
         if args.json:
             print(json.dumps({"config": model.config.to_dict(), "parameters": counts}))
             return 0
         c, lm = model.config, model.config.lm
         print(f"preset:         {c.preset} (prompt style {c.prompt_style})")
-        print(f"language model: {lm.get('model_type')}, {lm.get('num_hidden_layers')} layers, "
-              f"hidden {lm.get('hidden_size')}, vocabulary {lm.get('vocab_size')}")
-        print(f"encoder:        {c.encoder.kind} ({c.encoder.output}, {c.encoder.tokens_per_window} tokens x "
-              f"{c.encoder.dim} per window)")
-        print(f"windows:        {c.window.window_seconds:g} s every {c.window.hop_seconds:g} s, at most "
-              f"{c.window.max_windows}, {c.window.sample_rate} Hz, long audio: {c.window.long_audio}")
-        print(f"transformation: {c.transformation.num_layers} layers x {c.transformation.dim}, "
-              f"{c.transformation.positions} positions")
+        print(
+            f"language model: {lm.get('model_type')}, {lm.get('num_hidden_layers')} layers, "
+            f"hidden {lm.get('hidden_size')}, vocabulary {lm.get('vocab_size')}"
+        )
+        print(
+            f"encoder:        {c.encoder.kind} ({c.encoder.output}, {c.encoder.tokens_per_window} tokens x "
+            f"{c.encoder.dim} per window)"
+        )
+        print(
+            f"windows:        {c.window.window_seconds:g} s every {c.window.hop_seconds:g} s, at most "
+            f"{c.window.max_windows}, {c.window.sample_rate} Hz, long audio: {c.window.long_audio}"
+        )
+        print(
+            f"transformation: {c.transformation.num_layers} layers x {c.transformation.dim}, "
+            f"{c.transformation.positions} positions"
+        )
         print(f"xattn:          every {c.xattn.every_n_layers} layer(s), {c.xattn.heads} heads")
         print("parameters:     " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         return 0
 
     files = [args.file] if args.command == "chat" else args.files
-    pipe = AudioFlamingoPipeline.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                      lite=args.lm_impl == "auto", long_audio=args.long_audio)
+    pipe = AudioFlamingoPipeline.load(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        lite=args.lm_impl == "auto",
+        long_audio=args.long_audio,
+    )
     pipe.load_all(files)  # every input checked before any output is written
     settings = _settings(args)
     progress = sys.stderr.isatty() and len(files) > 1
@@ -284,8 +366,7 @@ def run(args) -> int:
         if retriever is None:
             return [], []
         shots, hits = retriever.shots(pipe._wave(f)[0], args.shots, exclude=f)
-        return shots, [{"id": h.record.id, "distance": round(h.distance, 6), "output": h.record.output}
-                       for h in hits]
+        return shots, [{"id": h.record.id, "distance": round(h.distance, 6), "output": h.record.output} for h in hits]
 
     if args.command in ("caption", "ask"):
         from audioflamingo.tasks import Query
@@ -306,8 +387,9 @@ def run(args) -> int:
         labels = [l.strip() for l in args.labels.split(",") if l.strip()]
         for f in files:
             sh, used = shots_for(f)
-            ranked = pipe.classify(f, labels, instruction=args.question, generate=args.generate, settings=settings,
-                                   shots=sh)
+            ranked = pipe.classify(
+                f, labels, instruction=args.question, generate=args.generate, settings=settings, shots=sh
+            )
             best = ranked[0]["label"]
             rec = {"file": f, "label": best, "scores": ranked} | ({"examples": used} if retriever else {})
             _emit(args, rec, f"{f}\t{best}" if len(files) > 1 else best)

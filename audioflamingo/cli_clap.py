@@ -1,4 +1,5 @@
 """`audioflamingo clap train|zero-shot|search|import`."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,12 @@ import sys
 
 
 def add_clap_commands(sub) -> None:
-    p = sub.add_parser("clap", help="AF-CLAP audio-text model: train, zero-shot classify, search, import",
-                       description="AF-CLAP, the audio-text contrastive model whose audio tower the default model "
-                                   "uses: train it, classify with it zero-shot, search with it, or import one.")
+    p = sub.add_parser(
+        "clap",
+        help="AF-CLAP audio-text model: train, zero-shot classify, search, import",
+        description="AF-CLAP, the audio-text contrastive model whose audio tower the default model "
+        "uses: train it, classify with it zero-shot, search with it, or import one.",
+    )
     act = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = act.add_parser("train", help="train AF-CLAP from a recipe")
     t.add_argument("paths", nargs=1, metavar="RECIPE", help="recipe YAML (see recipes/clap-toy.yaml)")
@@ -26,8 +30,9 @@ def add_clap_commands(sub) -> None:
     q.add_argument("--texts", help="comma-separated candidate texts")
     q.add_argument("-k", type=int, default=5, help="results to print")
     for x in (z, q):
-        x.add_argument("--model", metavar="DIR", required=True,
-                       help="an AF-CLAP directory (clap train output, or clap import)")
+        x.add_argument(
+            "--model", metavar="DIR", required=True, help="an AF-CLAP directory (clap train output, or clap import)"
+        )
     i = act.add_parser("import", help="convert a Hugging Face ClapModel directory to AF-CLAP")
     i.add_argument("paths", nargs=1, metavar="HF_CLAP_DIR", help="a transformers ClapModel directory")
     i.add_argument("--out", metavar="DIR", required=True, help="where to write the AF-CLAP directory")
@@ -42,9 +47,21 @@ def run_clap_command(args) -> int:
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
             import subprocess
 
-            return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                    f"--nproc_per_node={args.nproc}", "-m", "audioflamingo", "clap", "train",
-                                    args.paths[0]] + ["--resume"] * args.resume)
+            return subprocess.call(
+                [
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--standalone",
+                    f"--nproc_per_node={args.nproc}",
+                    "-m",
+                    "audioflamingo",
+                    "clap",
+                    "train",
+                    args.paths[0],
+                ]
+                + ["--resume"] * args.resume
+            )
         from audioflamingo.clap.train import train_clap
 
         final = train_clap(args.paths[0], resume=args.resume, progress=True)
@@ -82,8 +99,17 @@ def run_clap_command(args) -> int:
             q = model.embed_texts([args.text])[0].numpy()
         store = Datastore.open(args.index, name, int(q.shape[0]))
         for h in store.nearest(q, args.k):
-            print(json.dumps({"id": h.record.id, "distance": round(h.distance, 6), "audio": str(h.record.audio),
-                              "output": h.record.output}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": h.record.id,
+                        "distance": round(h.distance, 6),
+                        "audio": str(h.record.audio),
+                        "output": h.record.output,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         return 0
     if args.audio and args.texts:
         texts = [t.strip() for t in args.texts.split(",") if t.strip()]

@@ -3,6 +3,7 @@
 The examples live here, keyed by the command's words, so each command's `--help` ends with one
 without every `add_parser` call repeating the plumbing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
-                or "default" in text.lower():
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text.lower()
+        ):
             return text
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"

@@ -1,4 +1,5 @@
 """`audioflamingo index build|add|query` and `audioflamingo embed`."""
+
 from __future__ import annotations
 
 import json
@@ -7,15 +8,22 @@ from pathlib import Path
 
 
 def add_index_commands(sub) -> None:
-    p = sub.add_parser("index", help="datastore of labelled examples for retrieval (build, add, query)",
-                       description="A datastore of labelled examples (a manifest's clips embedded by a model's "
-                                   "audio encoder) that --rag retrieves in-context shots from.")
+    p = sub.add_parser(
+        "index",
+        help="datastore of labelled examples for retrieval (build, add, query)",
+        description="A datastore of labelled examples (a manifest's clips embedded by a model's "
+        "audio encoder) that --rag retrieves in-context shots from.",
+    )
     act = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = act.add_parser("build", help="embed a manifest's clips into a new datastore folder")
     b.add_argument("source", metavar="MANIFEST", help="labelled examples (JSON lines)")
     b.add_argument("--out", metavar="DIR", required=True, help="datastore folder to create")
-    b.add_argument("--kind", choices=["exact", "hnsw", "ivf"], default="exact",
-                   help="exact (IndexFlatL2), hnsw or ivf (approximate, for large stores)")
+    b.add_argument(
+        "--kind",
+        choices=["exact", "hnsw", "ivf"],
+        default="exact",
+        help="exact (IndexFlatL2), hnsw or ivf (approximate, for large stores)",
+    )
     a = act.add_parser("add", help="embed more examples into an existing datastore")
     a.add_argument("source", metavar="MANIFEST", help="labelled examples (JSON lines)")
     a.add_argument("--index", metavar="DIR", required=True, help="existing datastore folder")
@@ -24,8 +32,12 @@ def add_index_commands(sub) -> None:
     q.add_argument("--index", metavar="DIR", required=True, help="existing datastore folder")
     q.add_argument("-k", type=int, default=8, help="neighbours to return")
     for x in (b, a, q):
-        x.add_argument("--model", metavar="DIR", help="whose audio encoder embeds the clips: an audioflamingo model "
-                                                       "or a Hugging Face CLAP directory (default: the bundled model)")
+        x.add_argument(
+            "--model",
+            metavar="DIR",
+            help="whose audio encoder embeds the clips: an audioflamingo model "
+            "or a Hugging Face CLAP directory (default: the bundled model)",
+        )
     for x in (b, a):
         x.add_argument("--cache", metavar="DIR", help="embedding cache (default: .af-embeddings beside the manifest)")
 
@@ -104,6 +116,16 @@ def run_index_commands(args) -> int:
         wave = load_audio(args.source, emb.window.sample_rate)
         hits = store.nearest(emb.embed(wave, name=args.source), args.k, exclude=args.source)
         for h in hits:
-            print(json.dumps({"id": h.record.id, "distance": round(h.distance, 6), "audio": str(h.record.audio),
-                              "task": h.record.task, "output": h.record.output}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": h.record.id,
+                        "distance": round(h.distance, 6),
+                        "audio": str(h.record.audio),
+                        "task": h.record.task,
+                        "output": h.record.output,
+                    },
+                    ensure_ascii=False,
+                )
+            )
     return 0

@@ -3,6 +3,7 @@
 One dataclass per concept of the paper; `AudioFlamingoConfig` nests them and is what
 `save_pretrained` writes to `config.json`.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """A `--device` this torch build cannot use is one line, not torch's assertion traceback."""
+
 from __future__ import annotations
 
 from audioflamingo.errors import AudioFlamingoError, UsageError
@@ -17,8 +18,10 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
     if dev.type == "cuda":
         if not torch.backends.cuda.is_built():
-            raise DeviceUnavailable(f"--device {device}: this torch build has no CUDA support (a CPU build); "
-                             "use --device cpu or install a CUDA build of torch")
+            raise DeviceUnavailable(
+                f"--device {device}: this torch build has no CUDA support (a CPU build); "
+                "use --device cpu or install a CUDA build of torch"
+            )
         if not torch.cuda.is_available():
             raise DeviceUnavailable(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -4,6 +4,7 @@ The core install runs caption/ask/classify/chat/train; plots, caption metrics, t
 approximate-nearest-neighbour indexes each need a package most users never touch, so they are
 extras of pyproject.toml (`pip install 'audioflamingo[report]'`, or `[all]` for every one).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,5 +32,7 @@ def require(module: str, extra: str | None = None):
     except ImportError:
         top = module.split(".")[0]
         extra_name, what = EXTRAS.get(top, (extra or "all", module))
-        raise MissingExtra(f"{what} needs the '{top}' package, which is not installed: "
-                           f"pip install 'audioflamingo[{extra or extra_name}]'") from None
+        raise MissingExtra(
+            f"{what} needs the '{top}' package, which is not installed: "
+            f"pip install 'audioflamingo[{extra or extra_name}]'"
+        ) from None

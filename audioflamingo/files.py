@@ -4,6 +4,7 @@ Every failure is a `ModelLoadError` whose message is `path: problem`: a truncate
 of random bytes, a hand-edited JSON with a typo or a pickle where tensors were expected must say
 which file is wrong, not print a traceback from deep inside a library.
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,8 +18,23 @@ from audioflamingo.errors import ModelLoadError
 
 # safetensors refuses headers over 100 MB; a larger claimed length means the file is something else.
 MAX_HEADER = 100_000_000
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-               "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 
 
 def missing_reason(path: str | os.PathLike) -> str:
@@ -71,14 +87,16 @@ def check_safetensors(path: str | os.PathLike) -> dict[str, Any]:
     with p.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise ModelLoadError(f"{p}: truncated or empty ({size} bytes; a safetensors file starts with an "
-                                 "8-byte header length)")
+            raise ModelLoadError(
+                f"{p}: truncated or empty ({size} bytes; a safetensors file starts with an 8-byte header length)"
+            )
         n = struct.unpack("<Q", head)[0]
         if n == 0 or n > MAX_HEADER:
             raise ModelLoadError(f"{p}: not a safetensors file (no valid header; {size} bytes)")
         if 8 + n > size:
-            raise ModelLoadError(f"{p}: truncated (the header needs {n} bytes, the file holds {size - 8} after "
-                                 "its length field)")
+            raise ModelLoadError(
+                f"{p}: truncated (the header needs {n} bytes, the file holds {size - 8} after its length field)"
+            )
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -101,8 +119,9 @@ def check_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         if width is not None and not 0 <= start <= end == start + count * width:
             raise ModelLoadError(f"{p}: corrupt header (tensor {name}'s offsets do not match its shape)")
         if end > data:
-            raise ModelLoadError(f"{p}: truncated (tensor {name} ends at byte {end} of the data, the file "
-                                 f"holds {data})")
+            raise ModelLoadError(
+                f"{p}: truncated (tensor {name} ends at byte {end} of the data, the file holds {data})"
+            )
     return header
 
 
@@ -117,8 +136,10 @@ def torch_load(path: str | os.PathLike, **kw) -> Any:
     try:
         return torch.load(str(p), map_location="cpu", weights_only=True, **kw)
     except pickle.UnpicklingError:
-        raise ModelLoadError(f"{p}: refused: it holds pickled Python objects, not only tensors (it was not "
-                             "run; only weights-only files are loaded)") from None
+        raise ModelLoadError(
+            f"{p}: refused: it holds pickled Python objects, not only tensors (it was not "
+            "run; only weights-only files are loaded)"
+        ) from None
     except (RuntimeError, EOFError, ValueError, OSError, struct.error) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"{p}: unreadable or truncated torch file ({first[:200]})") from None

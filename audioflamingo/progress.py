@@ -4,6 +4,7 @@ A run whose stderr is a pipe or a log file (CI, nohup, a scheduler) would otherw
 minutes: tqdm bars are off there because their carriage returns make unreadable logs. The interval
 is AUDIOFLAMINGO_LOG_EVERY seconds (default 30; 0 turns the lines off).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ from typing import Any
 DEFAULT_EVERY = 30.0
 
 
-def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool = True, initial: int = 0,
-                 **tqdm_kwargs: Any):
+def progress_bar(
+    total: int | None, desc: str, unit: str = "it", enabled: bool = True, initial: int = 0, **tqdm_kwargs: Any
+):
     """enabled=False: silent. Otherwise a tqdm bar when stderr is a terminal, else `LogLines`."""
     if enabled and not sys.stderr.isatty():
         return LogLines(total, desc, unit, initial, every=log_every())
@@ -34,8 +36,16 @@ def log_every() -> float:
 class LogLines:
     """The part of tqdm's interface the project uses (update, set_postfix, write, close)."""
 
-    def __init__(self, total: int | None, desc: str, unit: str, initial: int = 0, every: float = DEFAULT_EVERY,
-                 stream=None, clock=time.monotonic):
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str,
+        initial: int = 0,
+        every: float = DEFAULT_EVERY,
+        stream=None,
+        clock=time.monotonic,
+    ):
         self.total, self.desc, self.unit, self.n, self.every = total, desc, unit, initial, every
         self.stream, self.clock = stream or sys.stderr, clock
         self.start_n, self.start = initial, clock()
@@ -74,8 +84,11 @@ class LogLines:
         if self.total and rate > 0:
             eta = f", eta {_duration((self.total - self.n) / rate)}"
         post = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {done} {self.unit}{pct}, {rate:.2f} {self.unit}/s, {_duration(elapsed)} elapsed{eta}{post}",
-              file=self.stream, flush=True)
+        print(
+            f"{self.desc}: {done} {self.unit}{pct}, {rate:.2f} {self.unit}/s, {_duration(elapsed)} elapsed{eta}{post}",
+            file=self.stream,
+            flush=True,
+        )
 
 
 def _duration(s: float) -> str:

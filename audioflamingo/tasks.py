@@ -1,11 +1,12 @@
 """The Python API: caption, ask, classify and chat over audio files or arrays.
 
-    from audioflamingo import AudioFlamingoPipeline
-    af = AudioFlamingoPipeline.load("path/to/model")
-    af.caption(["a.wav", "b.flac"])
-    af.ask("a.wav", "How many dogs bark?")
-    af.classify("a.wav", ["dog", "cat", "rain"])     # ranked by log-likelihood
+from audioflamingo import AudioFlamingoPipeline
+af = AudioFlamingoPipeline.load("path/to/model")
+af.caption(["a.wav", "b.flac"])
+af.ask("a.wav", "How many dogs bark?")
+af.classify("a.wav", ["dog", "cat", "rain"])     # ranked by log-likelihood
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -18,8 +19,17 @@ import torch
 from audioflamingo.audio.inputs import is_single_clip, load_clip
 from audioflamingo.audio.io import load_audio
 from audioflamingo.text.labels import unique_labels
-from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, IGNORE, TASK_DESCRIPTIONS, Example, Rendered,
-                                          render_dialogue, render_interleaved, render_single, tokenize)
+from audioflamingo.text.templates import (
+    DEFAULT_INSTRUCTIONS,
+    IGNORE,
+    TASK_DESCRIPTIONS,
+    Example,
+    Rendered,
+    render_dialogue,
+    render_interleaved,
+    render_single,
+    tokenize,
+)
 
 # A path, an array at the model's rate, an (array, rate) tuple or an {"array", "sampling_rate"} dict
 # (audio/inputs.py); a bare string is one path.
@@ -44,13 +54,15 @@ class GenerationSettings:
         base = asdict(settings) if settings is not None else {}
         unknown = set(options) - set(cls.__dataclass_fields__)
         if unknown:
-            raise TypeError(f"unknown decoding option(s) {', '.join(sorted(unknown))}; "
-                            f"valid: {', '.join(cls.__dataclass_fields__)}")
+            raise TypeError(
+                f"unknown decoding option(s) {', '.join(sorted(unknown))}; valid: {', '.join(cls.__dataclass_fields__)}"
+            )
         return cls(**{**base, **options})
 
     def hf_kwargs(self) -> dict:
-        kw: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
-                                  do_sample=self.do_sample)
+        kw: dict[str, Any] = dict(
+            max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=self.do_sample
+        )
         if self.do_sample:  # every row draws from its own stream seeded with `seed` (model/sampling.py)
             kw.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p, seed=self.seed)
         return kw
@@ -67,9 +79,9 @@ class ChatSession:
     def send(self, message: str, settings: GenerationSettings | None = None, **decoding) -> str:
         settings = GenerationSettings.merge(settings, decoding)
         history = [*self.turns, (message, None)]
-        reply = self.pipeline._generate([render_dialogue(history, self.pipeline.tokenizer,
-                                                         style=self.pipeline.style)], [[self.audio]],
-                                        settings)[0]
+        reply = self.pipeline._generate(
+            [render_dialogue(history, self.pipeline.tokenizer, style=self.pipeline.style)], [[self.audio]], settings
+        )[0]
         self.turns.append((message, reply))
         return reply
 
@@ -84,8 +96,15 @@ class AudioFlamingoPipeline:
         self.model.eval()
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, device: str = "cpu", dtype: str | None = None,
-             lite: bool = False, long_audio: str | None = None, **kw) -> "AudioFlamingoPipeline":
+    def load(
+        cls,
+        model_dir: str | Path | None = None,
+        device: str = "cpu",
+        dtype: str | None = None,
+        lite: bool = False,
+        long_audio: str | None = None,
+        **kw,
+    ) -> "AudioFlamingoPipeline":
         """lite: a lean Qwen2/Llama runtime for greedy decoding (transformers is imported only if
         beams, sampling or streaming are asked for); same outputs, seconds less start-up.
         long_audio: "first" (the model's default: the first max_windows windows) or "spread" (that
@@ -97,8 +116,9 @@ class AudioFlamingoPipeline:
         from audioflamingo.text.lite_tokenizer import load_tokenizer
 
         # The model first: its loader names a bad directory in one line (the tokenizer's would not).
-        model = AudioFlamingo.from_pretrained(model_dir, device=device, lite=lite,
-                                              dtype=getattr(torch, dtype) if dtype else None)
+        model = AudioFlamingo.from_pretrained(
+            model_dir, device=device, lite=lite, dtype=getattr(torch, dtype) if dtype else None
+        )
         tokenizer = load_tokenizer(model_dir, lite=lite)
         if long_audio is not None:
             if long_audio not in ("first", "spread"):
@@ -112,8 +132,9 @@ class AudioFlamingoPipeline:
 
         w = self.model.config.window
         if isinstance(audio, AudioRef):
-            return load_audio(audio.path, w.sample_rate, w.max_duration_seconds, audio.offset, audio.duration), \
-                str(audio.path)
+            return load_audio(audio.path, w.sample_rate, w.max_duration_seconds, audio.offset, audio.duration), str(
+                audio.path
+            )
         return load_clip(audio, w.sample_rate, w.max_duration_seconds)
 
     def retriever(self, rag: str | Path):
@@ -144,7 +165,7 @@ class AudioFlamingoPipeline:
         settings = settings or GenerationSettings()
         input_ids, attn, state = self._batch(prompts, audios)
         out = self.model.generate(input_ids, attn, state, **settings.hf_kwargs())
-        return [self.decode(row[input_ids.shape[1]:]) for row in out]
+        return [self.decode(row[input_ids.shape[1] :]) for row in out]
 
     def decode(self, ids: torch.Tensor) -> str:
         ids = ids.tolist()
@@ -166,9 +187,14 @@ class AudioFlamingoPipeline:
         bar.close()
 
     # ------------------------------------------------------------------ tasks
-    def caption(self, audios: Sequence[AudioInput] | AudioInput, settings: GenerationSettings | None = None,
-                instruction: str = DEFAULT_INSTRUCTIONS["caption"], progress: bool = False,
-                **decoding) -> list[str] | str:
+    def caption(
+        self,
+        audios: Sequence[AudioInput] | AudioInput,
+        settings: GenerationSettings | None = None,
+        instruction: str = DEFAULT_INSTRUCTIONS["caption"],
+        progress: bool = False,
+        **decoding,
+    ) -> list[str] | str:
         """A list of inputs gives a list of captions; one input (a path, an array, an (array, rate)
         tuple or an {"array", "sampling_rate"} dict) gives one. Decoding options as keywords
         (max_new_tokens=32, do_sample=True, seed=0, ...) override `settings`."""
@@ -178,17 +204,23 @@ class AudioFlamingoPipeline:
         out = self.answer(queries, settings, progress, **decoding)
         return out[0] if single else out
 
-    def ask(self, audios: list[AudioInput] | AudioInput, question: str,
-            settings: GenerationSettings | None = None, progress: bool = False, **decoding) -> list[str] | str:
+    def ask(
+        self,
+        audios: list[AudioInput] | AudioInput,
+        question: str,
+        settings: GenerationSettings | None = None,
+        progress: bool = False,
+        **decoding,
+    ) -> list[str] | str:
         """A list of inputs gives a list of answers; one input gives one (see `caption`)."""
         single = is_single_clip(audios)
         items: list[Any] = [audios] if single else list(audios)  # type: ignore[arg-type]
-        out = self.answer([Query(a, question, TASK_DESCRIPTIONS["aqa"]) for a in items], settings, progress,
-                          **decoding)
+        out = self.answer([Query(a, question, TASK_DESCRIPTIONS["aqa"]) for a in items], settings, progress, **decoding)
         return out[0] if single else out
 
-    def answer(self, queries: Sequence["Query"], settings: GenerationSettings | None = None,
-               progress: bool = False, **decoding) -> list[str]:
+    def answer(
+        self, queries: Sequence["Query"], settings: GenerationSettings | None = None, progress: bool = False, **decoding
+    ) -> list[str]:
         """General generation: each query has its own task description, instruction, options and
         in-context shots (then the interleaved template is used, each shot with its own audio)."""
         settings = GenerationSettings.merge(settings, decoding)
@@ -199,10 +231,17 @@ class AudioFlamingoPipeline:
         return out
 
     @torch.no_grad()
-    def classify(self, audio: AudioInput, labels: Sequence[str], instruction: str = DEFAULT_INSTRUCTIONS["classify"],
-                 generate: bool = False, settings: GenerationSettings | None = None,
-                 task_description: str = TASK_DESCRIPTIONS["classify"],
-                 shots: Sequence[tuple[AudioInput, Example]] = (), **decoding) -> list[dict]:
+    def classify(
+        self,
+        audio: AudioInput,
+        labels: Sequence[str],
+        instruction: str = DEFAULT_INSTRUCTIONS["classify"],
+        generate: bool = False,
+        settings: GenerationSettings | None = None,
+        task_description: str = TASK_DESCRIPTIONS["classify"],
+        shots: Sequence[tuple[AudioInput, Example]] = (),
+        **decoding,
+    ) -> list[dict]:
         """Rank `labels` by the model's log-likelihood of `{label}<EOC>` after the Options prompt.
 
         Returns [{label, logprob, prob}] best first (prob: softmax over the closed set). With
@@ -215,8 +254,12 @@ class AudioFlamingoPipeline:
             q = Query(audio, instruction, task, options=list(labels), shots=list(shots))
             text = self._generate([q.render(self.tokenizer, style=self.style)], [q.audios()], settings)[0]
             return [{"label": text, "logprob": None, "prob": None}]
-        prompts = [Query(audio, instruction, task, options=list(labels), shots=list(shots)).render(self.tokenizer, l, self.style)
-                   for l in labels]
+        prompts = [
+            Query(audio, instruction, task, options=list(labels), shots=list(shots)).render(
+                self.tokenizer, l, self.style
+            )
+            for l in labels
+        ]
         for p in prompts:  # score `{label}<EOC>`; the EOS after it would add the same cost to every label
             if self.tokenizer.eos_token is not None and p.segments[-1][0] == self.tokenizer.eos_token:
                 p.segments.pop()
@@ -229,7 +272,7 @@ class AudioFlamingoPipeline:
             # score the query's answer only: the examples' answers are targets too (the training
             # template), and counting them would add the same cost to every label's score
             start = max(j for j in range(len(lab)) if lab[j] != IGNORE and (j == 0 or lab[j - 1] == IGNORE))
-            labels_t[i, pad - len(ids) + start:] = torch.tensor(lab[start:])
+            labels_t[i, pad - len(ids) + start :] = torch.tensor(lab[start:])
         logits = self.model(input_ids, attn, audio=state).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         tgt = labels_t[:, 1:]
@@ -269,8 +312,8 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        attn[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        attn[i, width - len(r) :] = 1
     return ids.to(device), attn.to(device)
 
 

@@ -7,6 +7,7 @@ tags: sample sets, voices, collections), and for AQA per question kind too.
 A clip of several sounds counts once for each of its sources; "procedural" sounds are left out of
 the tags.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ def main():
     for p in map(json.loads, open(Path(args.run) / "predictions.jsonl")):
         r = rows[p["id"]]
         ok = norm(p["prediction"]) in {norm(x) for x in p["references"]}
-        keys = [s.split("/")[0] if args.family else s for s in r.get("sources", []) if s != "procedural"] or ["procedural only"]
+        keys = [s.split("/")[0] if args.family else s for s in r.get("sources", []) if s != "procedural"] or [
+            "procedural only"
+        ]
         if args.kinds:
             keys = keys + [f"kind:{r.get('question', '?')}"]
         for k in set(keys):
@@ -40,8 +43,15 @@ def main():
             hits[k] += ok
         totals["all"] += 1
         hits["all"] += ok
-    print(json.dumps({k: {"accuracy": round(hits[k] / totals[k], 3), "n": totals[k]}
-                      for k in sorted(totals, key=lambda k: (-totals[k], k))}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: {"accuracy": round(hits[k] / totals[k], 3), "n": totals[k]}
+                for k in sorted(totals, key=lambda k: (-totals[k], k))
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

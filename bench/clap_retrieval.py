@@ -5,6 +5,7 @@ zero-shot classification accuracy over the split's distinct captions (or its `op
 
 Each clip's positive is its own `output`; clips sharing a caption count each other as correct.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,21 @@ def main():
     recs = load_manifest(args.manifest)
     texts = sorted({r.output for r in recs})
     with torch.no_grad():
-        a = torch.cat([model.embed_waves([load_audio(r.audio, model.cfg.window.sample_rate, None, r.offset,
-                                                     r.duration)]) for r in recs])
+        a = torch.cat(
+            [
+                model.embed_waves([load_audio(r.audio, model.cfg.window.sample_rate, None, r.offset, r.duration)])
+                for r in recs
+            ]
+        )
         t = model.embed_texts(texts)
     sim = a @ t.t()
     correct = torch.tensor([[r.output == x for x in texts] for r in recs])
-    res = {"clips": len(recs), "texts": len(texts),
-           "audio_to_text": {"R@1": recall_at(sim, correct, 1), "R@5": recall_at(sim, correct, 5)},
-           "text_to_audio": {"R@1": recall_at(sim.t(), correct.t(), 1), "R@5": recall_at(sim.t(), correct.t(), 5)}}
+    res = {
+        "clips": len(recs),
+        "texts": len(texts),
+        "audio_to_text": {"R@1": recall_at(sim, correct, 1), "R@5": recall_at(sim, correct, 5)},
+        "text_to_audio": {"R@1": recall_at(sim.t(), correct.t(), 1), "R@5": recall_at(sim.t(), correct.t(), 5)},
+    }
     if all(r.options for r in recs):
         ok = 0
         for r, v in zip(recs, a):

@@ -6,6 +6,7 @@ search parameter upwards and report the first setting that reaches recall@10 >= 
 
     python bench/datastore.py --sizes 10000,100000,1000000 --dim 128 --out bench/results/datastore-cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,7 @@ def main():
                 truth = got
             param, value = ("nprobe", None) if kind == "ivf" else ("efSearch", None) if kind == "hnsw" else (None, None)
             sweep = []
-            for v in ([None] if kind == "exact" else ([16, 32, 64, 128, 256] if kind == "ivf" else
-                                                       [64, 128, 256, 512])):
+            for v in [None] if kind == "exact" else ([16, 32, 64, 128, 256] if kind == "ivf" else [64, 128, 256, 512]):
                 if kind == "ivf":
                     store.index.nprobe = v
                 elif kind == "hnsw":
@@ -85,13 +85,24 @@ def main():
                 sweep.append({"param": v, "recall@10": recall, "p50_ms": p50, "p99_ms": p99})
                 if recall >= 0.95:
                     break
-            row = {"n": n, "kind": kind, "build_s": build_s, "rss_growth_mb": grew, "index_mb": size_mb,
-                   "search_param": param, "sweep": sweep, "chosen": sweep[-1]}
+            row = {
+                "n": n,
+                "kind": kind,
+                "build_s": build_s,
+                "rss_growth_mb": grew,
+                "index_mb": size_mb,
+                "search_param": param,
+                "sweep": sweep,
+                "chosen": sweep[-1],
+            }
             res["rows"].append(row)
             c = sweep[-1]
-            print(f"n={n:>8} {kind:5s} build {build_s:7.1f} s, +{grew:7.0f} MB RSS, file {size_mb:7.1f} MB | "
-                  f"{param or '-'}={c['param']} recall@10 {c['recall@10']:.3f} p50 {c['p50_ms']:.3f} ms "
-                  f"p99 {c['p99_ms']:.3f} ms", flush=True)
+            print(
+                f"n={n:>8} {kind:5s} build {build_s:7.1f} s, +{grew:7.0f} MB RSS, file {size_mb:7.1f} MB | "
+                f"{param or '-'}={c['param']} recall@10 {c['recall@10']:.3f} p50 {c['p50_ms']:.3f} ms "
+                f"p99 {c['p99_ms']:.3f} ms",
+                flush=True,
+            )
             del store
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.out:

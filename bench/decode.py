@@ -7,6 +7,7 @@ layers). The audio encoder is not timed (its cost per window is constant); featu
 
     python bench/decode.py --out bench/results/decode.json     # writes JSON, prints markdown
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,18 @@ from audioflamingo.presets import preset_config
 from audioflamingo.tasks import left_pad
 from audioflamingo.text.tokenizer import add_special_tokens, byte_level_tokenizer
 
-QWEN2_05B = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                 num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
-                 tie_word_embeddings=True, rope_theta=1000000.0)
+QWEN2_05B = dict(
+    model_type="qwen2",
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
+    rope_theta=1000000.0,
+)
 
 
 def build_mid(dtype):
@@ -62,8 +72,15 @@ def decode_seconds_per_step(model, ids, mask, clips, new_tokens, cache_kv):
 
     clock = StepClock()
     state = model.audio_state(clips, cache_kv=cache_kv)
-    model.generate(ids, mask, state, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                   logits_processor=LogitsProcessorList([clock]))
+    model.generate(
+        ids,
+        mask,
+        state,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([clock]),
+    )
     steps = [b - a for a, b in zip(clock.t, clock.t[1:])]  # excludes the prefill
     return statistics.median(steps)
 
@@ -122,38 +139,55 @@ def main():
     model.to(args.device)
     dev = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-    prompt = tok("<s>The task is audio captioning.<audio>Describe the sound in a sentence.<SEP>",
-                 add_special_tokens=False)["input_ids"]
+    prompt = tok(
+        "<s>The task is audio captioning.<audio>Describe the sound in a sentence.<SEP>", add_special_tokens=False
+    )["input_ids"]
     g = torch.Generator().manual_seed(0)
 
     def clips_for(batch, windows):
         return [[torch.randn(windows, 64, 2048, generator=g).to(dev, dtype)] for _ in range(batch)]
 
-    res = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "threads": torch.get_num_threads(),
-           "device": str(dev), "dtype": args.dtype, "windows": args.windows, "new_tokens": args.new_tokens,
-           "params_total": sum(p.numel() for p in model.parameters()), "decode": []}
+    res = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+        "dtype": args.dtype,
+        "windows": args.windows,
+        "new_tokens": args.new_tokens,
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "decode": [],
+    }
     if dev.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(0)
     with torch.no_grad():
-        for batch in ([] if args.skip_decode else [int(b) for b in args.batches.split(",")]):
+        for batch in [] if args.skip_decode else [int(b) for b in args.batches.split(",")]:
             ids, mask = left_pad([prompt] * batch, model.special.pad, dev)
             clips = clips_for(batch, args.windows)
             decode_seconds_per_step(model, ids, mask, clips, 2, True)  # warm-up
             for cache_kv in (True, False):
                 s = decode_seconds_per_step(model, ids, mask, clips, args.new_tokens, cache_kv)
-                res["decode"].append({"batch": batch, "audio_kv_cached": cache_kv, "s_per_step": s,
-                                      "tokens_per_s": batch / s})
-                print(f"batch {batch:2d} cached={cache_kv!s:5}: {s * 1e3:8.1f} ms/step  {batch / s:8.2f} tok/s",
-                      flush=True)
+                res["decode"].append(
+                    {"batch": batch, "audio_kv_cached": cache_kv, "s_per_step": s, "tokens_per_s": batch / s}
+                )
+                print(
+                    f"batch {batch:2d} cached={cache_kv!s:5}: {s * 1e3:8.1f} ms/step  {batch / s:8.2f} tok/s",
+                    flush=True,
+                )
         bw = copy_bandwidth() if dev.type == "cpu" and not args.skip_decode else None
         if bw:
             floor = bytes_per_token(model, args.windows * 64) / bw
             b1 = next(r for r in res["decode"] if r["batch"] == 1 and r["audio_kv_cached"])
-            res["bandwidth"] = {"copy_bytes_per_s": bw, "bytes_per_token": bytes_per_token(model, args.windows * 64),
-                                "floor_s_per_token": floor, "measured_s_per_token": b1["s_per_step"],
-                                "ratio": b1["s_per_step"] / floor}
-            print(f"bandwidth floor {floor * 1e3:.1f} ms/token, measured {b1['s_per_step'] * 1e3:.1f} "
-                  f"(ratio {b1['s_per_step'] / floor:.2f})")
+            res["bandwidth"] = {
+                "copy_bytes_per_s": bw,
+                "bytes_per_token": bytes_per_token(model, args.windows * 64),
+                "floor_s_per_token": floor,
+                "measured_s_per_token": b1["s_per_step"],
+                "ratio": b1["s_per_step"] / floor,
+            }
+            print(
+                f"bandwidth floor {floor * 1e3:.1f} ms/token, measured {b1['s_per_step'] * 1e3:.1f} "
+                f"(ratio {b1['s_per_step'] / floor:.2f})"
+            )
         res["scaling"] = []
         ids, mask = left_pad([prompt], model.special.pad, dev)
         for w in [int(x) for x in args.scaling_windows.split(",")]:
@@ -171,11 +205,21 @@ def main():
                 t_tr.append(t1 - t0)
                 t_kv.append(time.perf_counter() - t1)
             step = decode_seconds_per_step(model, ids, mask, clips, 4, True)
-            res["scaling"].append({"windows": w, "audio_tokens": w * 64, "transformation_s": min(t_tr),
-                                   "xattn_kv_s": min(t_kv), "transform_and_kv_s": min(t_tr) + min(t_kv),
-                                   "decode_s_per_step": step})
-            print(f"{w:2d} windows: transformation {min(t_tr) * 1e3:7.1f} ms, xattn K/V {min(t_kv) * 1e3:7.1f} ms, "
-                  f"decode {step * 1e3:6.1f} ms/step", flush=True)
+            res["scaling"].append(
+                {
+                    "windows": w,
+                    "audio_tokens": w * 64,
+                    "transformation_s": min(t_tr),
+                    "xattn_kv_s": min(t_kv),
+                    "transform_and_kv_s": min(t_tr) + min(t_kv),
+                    "decode_s_per_step": step,
+                }
+            )
+            print(
+                f"{w:2d} windows: transformation {min(t_tr) * 1e3:7.1f} ms, xattn K/V {min(t_kv) * 1e3:7.1f} ms, "
+                f"decode {step * 1e3:6.1f} ms/step",
+                flush=True,
+            )
         if args.skip_decode:
             res.pop("decode")
     xs = [r["audio_tokens"] for r in res["scaling"]]

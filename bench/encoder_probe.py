@@ -26,6 +26,7 @@ several splits (e.g. test,heldout: the held-out-source split) with the probe fit
 Attributes also include instrument identity, animal / everyday / alert sound identity and "speech or
 not" (is the event speech) when the corpus has them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,19 +38,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ATTRS = [("speech", "language"), ("speech", "gender"), ("instrument", "tempo"), ("instrument", "pitch"),
-         ("chirp", "direction"), ("beep", "length"), ("beep", "pitch"), ("noise", "colour"), ("ticking", "tempo")]
+ATTRS = [
+    ("speech", "language"),
+    ("speech", "gender"),
+    ("instrument", "tempo"),
+    ("instrument", "pitch"),
+    ("chirp", "direction"),
+    ("beep", "length"),
+    ("beep", "pitch"),
+    ("noise", "colour"),
+    ("ticking", "tempo"),
+]
 # Read off the event itself rather than its attrs: (kind or "*", name) -> value.
-EVENT_ATTRS = {("instrument", "identity"): lambda ev: ev.get("label"),
-               ("animal", "identity"): lambda ev: ev.get("label"),
-               ("everyday", "identity"): lambda ev: ev.get("label"),
-               ("alert", "identity"): lambda ev: ev.get("label"),
-               ("*", "speech or not"): lambda ev: "speech" if ev["kind"] == "speech" else "other"}
+EVENT_ATTRS = {
+    ("instrument", "identity"): lambda ev: ev.get("label"),
+    ("animal", "identity"): lambda ev: ev.get("label"),
+    ("everyday", "identity"): lambda ev: ev.get("label"),
+    ("alert", "identity"): lambda ev: ev.get("label"),
+    ("*", "speech or not"): lambda ev: "speech" if ev["kind"] == "speech" else "other",
+}
 
 
 def event_labels(ev: dict) -> list[tuple[tuple[str, str], str]]:
-    out = [((kind, attr), ev["attrs"][attr]) for kind, attr in ATTRS
-           if ev["kind"] == kind and attr in ev.get("attrs", {})]
+    out = [
+        ((kind, attr), ev["attrs"][attr]) for kind, attr in ATTRS if ev["kind"] == kind and attr in ev.get("attrs", {})
+    ]
     for (kind, attr), read in EVENT_ATTRS.items():
         if kind in ("*", ev["kind"]):
             value = read(ev)
@@ -78,6 +91,7 @@ def candidates(model, names: list[str], tokens: int) -> list[Candidate]:
             if x.shape[1] > tokens:
                 x = F.adaptive_avg_pool1d(x.transpose(1, 2), tokens).transpose(1, 2)
             return x
+
         return run
 
     out = []
@@ -103,6 +117,7 @@ def candidates(model, names: list[str], tokens: int) -> list[Candidate]:
                 if padded:
                     w = F.pad(w, (0, enc.natural_tokens * 320 - w.shape[1]))
                 return enc(w)[:, :keep]
+
             out.append(Candidate(name, pooled(run), win))
         else:
             raise SystemExit(f"unknown encoder {name!r} (model, whisper, whisper-padded)")
@@ -127,12 +142,17 @@ def features(model, scenes: list[dict], root: Path, cands: list[Candidate] | Non
         for i, sc in enumerate(scenes):
             wave = load_audio(root / sc["audio"], cfg.sample_rate)
             w = torch.as_tensor(make_windows(wave, cfg).frames)
-            mel = model.encoder.log_mel(w).float()                 # (windows, mels, frames)
+            mel = model.encoder.log_mel(w).float()  # (windows, mels, frames)
             towers = {}
             for c in cands:
-                cw = w if c.window == cfg else torch.as_tensor(
-                    make_windows(load_audio(root / sc["audio"], c.window.sample_rate), c.window).frames)
-                towers[c.name] = c.encode(cw).float()              # (windows, tokens, dim)
+                cw = (
+                    w
+                    if c.window == cfg
+                    else torch.as_tensor(
+                        make_windows(load_audio(root / sc["audio"], c.window.sample_rate), c.window).frames
+                    )
+                )
+                towers[c.name] = c.encode(cw).float()  # (windows, tokens, dim)
             n = mel.shape[0]
             for ev in sc["events"]:
                 labels = event_labels(ev)
@@ -140,7 +160,7 @@ def features(model, scenes: list[dict], root: Path, cands: list[Candidate] | Non
                     continue
                 idx = event_windows(ev["start"], ev["end"], n)
                 t = {name: x[idx].mean(0).flatten().numpy() for name, x in towers.items()}
-                m = mel[idx].transpose(0, 1).flatten(1)            # (mels, windows*frames)
+                m = mel[idx].transpose(0, 1).flatten(1)  # (mels, windows*frames)
                 m = torch.cat([m.mean(1), m.std(1)]).numpy()
                 for key, value in labels:
                     out[key].append((sc["split"], value, t, m))
@@ -183,8 +203,11 @@ def position_probe(model, scenes: list[dict], root: Path) -> dict:
         enc_x, tr_x, y = [], [], []
         with torch.no_grad():
             for sc in split:
-                w = torch.as_tensor(make_windows(load_audio(root / sc["audio"], model.config.window.sample_rate),
-                                                 model.config.window).frames)
+                w = torch.as_tensor(
+                    make_windows(
+                        load_audio(root / sc["audio"], model.config.window.sample_rate), model.config.window
+                    ).frames
+                )
                 enc = model.encoder(w).float()
                 state = model.audio_state([[enc]])
                 out = state.audio[0][state.key_valid[0]].float()
@@ -197,18 +220,24 @@ def position_probe(model, scenes: list[dict], root: Path) -> dict:
 
     a, b = tokens(train), tokens(test)
     majority = Counter(a[2]).most_common(1)[0][0]
-    return {"train tokens": len(a[2]), "test tokens": len(b[2]),
-            "majority": round(float(np.mean([y == majority for y in b[2]])), 3),
-            "tower probe": round(probe(a[0], a[2], b[0], b[2]), 3),
-            "transformation probe": round(probe(a[1], a[2], b[1], b[2]), 3)}
+    return {
+        "train tokens": len(a[2]),
+        "test tokens": len(b[2]),
+        "majority": round(float(np.mean([y == majority for y in b[2]])), 3),
+        "tower probe": round(probe(a[0], a[2], b[0], b[2]), 3),
+        "transformation probe": round(probe(a[1], a[2], b[1], b[2]), 3),
+    }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="audioflamingo/assets/default-model")
     ap.add_argument("--data", default="data/synth")
-    ap.add_argument("--encoders", default="model",
-                    help="comma-separated candidates: model (the model's tower), whisper, whisper-padded")
+    ap.add_argument(
+        "--encoders",
+        default="model",
+        help="comma-separated candidates: model (the model's tower), whisper, whisper-padded",
+    )
     ap.add_argument("--tokens", type=int, default=4, help="tokens per window each candidate is pooled to")
     ap.add_argument("--train-split", default="train")
     ap.add_argument("--test-splits", default="test", help="comma-separated splits to score (e.g. test,heldout)")
@@ -235,26 +264,44 @@ def main():
                 continue  # nothing to fit or to score
             majority = Counter(x[1] for x in tr).most_common(1)[0][0]
             ytr, yte = [x[1] for x in tr], [x[1] for x in te]
-            row = {"split": split, "classes": len(set(ytr)), "train": len(tr), "test": len(te),
-                   "unseen test labels": sum(y not in set(ytr) for y in yte),
-                   "majority": round(float(np.mean([y == majority for y in yte])), 3),
-                   "log-mel probe": round(probe([x[3] for x in tr], ytr, [x[3] for x in te], yte), 3)}
+            row = {
+                "split": split,
+                "classes": len(set(ytr)),
+                "train": len(tr),
+                "test": len(te),
+                "unseen test labels": sum(y not in set(ytr) for y in yte),
+                "majority": round(float(np.mean([y == majority for y in yte])), 3),
+                "log-mel probe": round(probe([x[3] for x in tr], ytr, [x[3] for x in te], yte), 3),
+            }
             for c in cands:
                 key = "tower probe" if c.name == "model" else f"{c.name} probe"
                 row[key] = round(probe([x[2][c.name] for x in tr], ytr, [x[2][c.name] for x in te], yte), 3)
             rows[f"{split}: {kind} {attr}"] = row
     names = ["log-mel"] + [("tower" if c.name == "model" else c.name) for c in cands]
-    print(f"{'split: attribute':34s} {'classes':>7s} {'test':>5s} {'majority':>8s} " + " ".join(f"{n:>14s}" for n in names))
+    print(
+        f"{'split: attribute':34s} {'classes':>7s} {'test':>5s} {'majority':>8s} "
+        + " ".join(f"{n:>14s}" for n in names)
+    )
     for name, r in rows.items():
         vals = [r["log-mel probe"]] + [r["tower probe" if c.name == "model" else f"{c.name} probe"] for c in cands]
-        print(f"{name:34s} {r['classes']:7d} {r['test']:5d} {r['majority']:8.3f} " + " ".join(f"{v:14.3f}" for v in vals))
-    result = {"model": args.model, "data": args.data, "encoders": args.encoders, "tokens": args.tokens,
-              "train split": args.train_split, "machine": platform.processor() or platform.machine(),
-              "probes": rows}
+        print(
+            f"{name:34s} {r['classes']:7d} {r['test']:5d} {r['majority']:8.3f} " + " ".join(f"{v:14.3f}" for v in vals)
+        )
+    result = {
+        "model": args.model,
+        "data": args.data,
+        "encoders": args.encoders,
+        "tokens": args.tokens,
+        "train split": args.train_split,
+        "machine": platform.processor() or platform.machine(),
+        "probes": rows,
+    }
     if args.positions:
         result["window index"] = pos = position_probe(model, scenes, root)
-        print(f"window index (0-9) of a token: majority {pos['majority']:.3f}, tower {pos['tower probe']:.3f}, "
-              f"transformation layers {pos['transformation probe']:.3f}")
+        print(
+            f"window index (0-9) of a token: majority {pos['majority']:.3f}, tower {pos['tower probe']:.3f}, "
+            f"transformation layers {pos['transformation probe']:.3f}"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 

@@ -4,6 +4,7 @@ evaluation throughput (clips/s) of a model on a synthetic classification and cap
 
     python bench/eval_speed.py --captions 5000 --out bench/results/eval-cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("a dog cat bird man woman child car engine train bell rain wind water door music guitar piano "
-         "barks meows sings speaks rings falls blows runs opens plays loudly softly nearby far away while "
-         "in the park street room kitchen distance background then and with several").split()
+WORDS = (
+    "a dog cat bird man woman child car engine train bell rain wind water door music guitar piano "
+    "barks meows sings speaks rings falls blows runs opens plays loudly softly nearby far away while "
+    "in the park street room kitchen distance background then and with several"
+).split()
 
 
 def sentence(rng):
@@ -69,13 +72,24 @@ def main():
         t = time.perf_counter()
         res = run_eval(bench, model, data, work / f"run-{bench}", batch_size=8)
         thr[bench] = {"clips": res["items"], "wall_s": time.perf_counter() - t, "clips_per_s": res["clips_per_s"]}
-        print(f"{bench}: {res['items']} clips of 5 s, {res['clips_per_s']:.2f} clips/s (generation/ranking only); "
-              f"{thr[bench]['wall_s']:.1f} s in all", flush=True)
+        print(
+            f"{bench}: {res['items']} clips of 5 s, {res['clips_per_s']:.2f} clips/s (generation/ranking only); "
+            f"{thr[bench]['wall_s']:.1f} s in all",
+            flush=True,
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"captions": args.captions, "metric_s": metric_s,
-                                              "model": str(args.model or "tiny (random init)"),
-                                              "throughput": thr}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "captions": args.captions,
+                    "metric_s": metric_s,
+                    "model": str(args.model or "tiny (random init)"),
+                    "throughput": thr,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

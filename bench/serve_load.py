@@ -6,6 +6,7 @@ completion with a 2-5 s clip (distinct clips, so each is encoded), wait for the 
 
     python bench/serve_load.py --clients 16 --seconds 30 --out bench/results/serve-cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,13 @@ def start(pipe, max_batch: int):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    srv = make_server(create_app(pipe, ServeConfig(model_name="m", max_batch=max_batch, window_ms=10, queue_size=256,
-                                                   timeout_s=120)), "127.0.0.1", port, 30, log_level="warning")
+    srv = make_server(
+        create_app(pipe, ServeConfig(model_name="m", max_batch=max_batch, window_ms=10, queue_size=256, timeout_s=120)),
+        "127.0.0.1",
+        port,
+        30,
+        log_level="warning",
+    )
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
     while not srv.started:
@@ -54,9 +60,22 @@ def load(url: str, clients: int, seconds: float, max_tokens: int, clips: list[st
         n = 0
         with httpx.Client(timeout=120) as h:
             while time.perf_counter() < stop_at:
-                body = {"model": "m", "max_tokens": max_tokens, "messages": [{"role": "user", "content": [
-                    {"type": "text", "text": "What do you hear?"},
-                    {"type": "input_audio", "input_audio": {"data": clips[(c * 7 + n) % len(clips)], "format": "wav"}}]}]}
+                body = {
+                    "model": "m",
+                    "max_tokens": max_tokens,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "What do you hear?"},
+                                {
+                                    "type": "input_audio",
+                                    "input_audio": {"data": clips[(c * 7 + n) % len(clips)], "format": "wav"},
+                                },
+                            ],
+                        }
+                    ],
+                }
                 t = time.perf_counter()
                 try:
                     r = h.post(url + "/v1/chat/completions", json=body)
@@ -74,9 +93,15 @@ def load(url: str, clients: int, seconds: float, max_tokens: int, clips: list[st
     for th in ths:
         th.join()
     wall = time.perf_counter() - t0
-    return {"requests": len(lat), "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
-            "throughput_rps": len(lat) / wall, "p50_s": float(np.percentile(lat, 50)) if lat else None,
-            "p99_s": float(np.percentile(lat, 99)) if lat else None, "wall_s": wall}
+    return {
+        "requests": len(lat),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "throughput_rps": len(lat) / wall,
+        "p50_s": float(np.percentile(lat, 50)) if lat else None,
+        "p99_s": float(np.percentile(lat, 99)) if lat else None,
+        "wall_s": wall,
+    }
 
 
 def main():
@@ -96,8 +121,12 @@ def main():
 
         pipe = AudioFlamingoPipeline(*build("tiny"))
     clips = [clip(i) for i in range(64)]
-    res = {"model": args.model or "tiny (random init)", "clients": args.clients, "seconds": args.seconds,
-           "max_tokens": args.max_tokens}
+    res = {
+        "model": args.model or "tiny (random init)",
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "max_tokens": args.max_tokens,
+    }
     for name, mb in (("one_at_a_time", 1), ("batched", 16)):
         pipe.model.clip_cache.clear()
         srv, th, url = start(pipe, mb)

@@ -6,6 +6,7 @@ the lean runtime (default) and with `--lm-impl transformers`. Also the import co
 
 Run it on an otherwise idle machine: other processes on the same cores inflate every number.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,21 @@ def main():
     results = {}
     for name, cmd in cases.items():
         times = [wall(cmd) for _ in range(args.runs)]
-        results[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
-                         "max_s": round(max(times), 3), "runs": [round(t, 3) for t in times]}
-        print(f"{name:40s} median {results[name]['median_s']:.2f} s  (min {results[name]['min_s']:.2f}, "
-              f"max {results[name]['max_s']:.2f})")
-    out = {"machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-           "python": platform.python_version(), "results": results}
+        results[name] = {
+            "median_s": round(statistics.median(times), 3),
+            "min_s": round(min(times), 3),
+            "max_s": round(max(times), 3),
+            "runs": [round(t, 3) for t in times],
+        }
+        print(
+            f"{name:40s} median {results[name]['median_s']:.2f} s  (min {results[name]['min_s']:.2f}, "
+            f"max {results[name]['max_s']:.2f})"
+        )
+    out = {
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "python": platform.python_version(),
+        "results": results,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

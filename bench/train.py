@@ -6,6 +6,7 @@ process gets all cores as threads, N processes one core's share each (OMP_NUM_TH
 
     python bench/train.py --procs 1,2 --steps 40 --out bench/results/train-cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,26 +41,57 @@ def main():
     results = {"cores": cores, "steps": args.steps, "global_batch": args.global_batch, "runs": []}
     for n in [int(x) for x in args.procs.split(",")]:
         accum = args.global_batch // (args.micro * n)
-        recipe = {"model": {"init": "tiny", "lm_overrides": {"hidden_size": 256, "intermediate_size": 1024,
-                                                             "num_hidden_layers": 4, "num_attention_heads": 8,
-                                                             "num_key_value_heads": 4}},
-                  "output_dir": str(work / f"run{n}"), "seed": 0,
-                  "train": {"micro_batch_size": args.micro, "grad_accum": accum, "max_tokens": 256,
-                            "save_every": 0, "eval_every": 0},
-                  "stages": [{"name": "sft", "kind": "sft", "steps": args.steps, "lr": 3e-4, "schedule": "constant",
-                              "datasets": [{"manifest": str(manifest)}]}]}
+        recipe = {
+            "model": {
+                "init": "tiny",
+                "lm_overrides": {
+                    "hidden_size": 256,
+                    "intermediate_size": 1024,
+                    "num_hidden_layers": 4,
+                    "num_attention_heads": 8,
+                    "num_key_value_heads": 4,
+                },
+            },
+            "output_dir": str(work / f"run{n}"),
+            "seed": 0,
+            "train": {
+                "micro_batch_size": args.micro,
+                "grad_accum": accum,
+                "max_tokens": 256,
+                "save_every": 0,
+                "eval_every": 0,
+            },
+            "stages": [
+                {
+                    "name": "sft",
+                    "kind": "sft",
+                    "steps": args.steps,
+                    "lr": 3e-4,
+                    "schedule": "constant",
+                    "datasets": [{"manifest": str(manifest)}],
+                }
+            ],
+        }
         rp = work / f"r{n}.yaml"
         rp.write_text(yaml.safe_dump(recipe))
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // n))}
-        subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(rp), "--nproc", str(n), "--no-progress"],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "audioflamingo", "train", str(rp), "--nproc", str(n), "--no-progress"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         recs = [json.loads(l) for l in (work / f"run{n}" / "metrics.jsonl").read_text().splitlines()]
         steady = [r for r in recs if "loss" in r and r["step"] > 5]  # first steps pay for encoding the clips
-        row = {"processes": n, "threads_per_process": max(1, cores // n), "grad_accum": accum,
-               "samples_per_s": statistics.median(r["samples_per_s"] for r in steady),
-               "tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),
-               "peak_rss_mb_rank0": max(r["peak_rss_mb"] for r in recs if "peak_rss_mb" in r),
-               "final_loss": recs[-1]["loss"]}
+        row = {
+            "processes": n,
+            "threads_per_process": max(1, cores // n),
+            "grad_accum": accum,
+            "samples_per_s": statistics.median(r["samples_per_s"] for r in steady),
+            "tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),
+            "peak_rss_mb_rank0": max(r["peak_rss_mb"] for r in recs if "peak_rss_mb" in r),
+            "final_loss": recs[-1]["loss"],
+        }
         results["runs"].append(row)
         print(json.dumps(row), flush=True)
     if args.out:

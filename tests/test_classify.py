@@ -1,4 +1,5 @@
 """Closed-set classification by likelihood: the score is the query answer's log-probability alone."""
+
 import numpy as np
 import torch
 
@@ -22,7 +23,11 @@ def test_score_counts_the_query_answer_only_with_shots():
         start = len(lab) - next(i for i, l in enumerate(reversed(lab)) if l == IGNORE)  # last answer span
         with torch.no_grad():
             state = model.audio_state([model.encode_clips([s[0] for s in shots] + [clip])])
-            logp = model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), audio=state).logits[0].log_softmax(-1)
+            logp = (
+                model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), audio=state)
+                .logits[0]
+                .log_softmax(-1)
+            )
         want = sum(float(logp[j - 1, ids[j]]) for j in range(start, len(ids)))
         assert np.isclose(ranked[label], want, atol=1e-3), (label, ranked[label], want)
         assert lab.count(IGNORE) < len(lab) - (len(ids) - start)  # the shots' answers were targets too

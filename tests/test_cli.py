@@ -1,4 +1,5 @@
 """End-to-end through the command line, on a tiny model written by `audioflamingo init`."""
+
 import io
 import json
 import subprocess
@@ -76,6 +77,9 @@ def test_missing_model_is_a_clear_error(clips, tmp_path, capsys):
 def test_installed_entry_point_help_and_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "audioflamingo", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "classify" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "audioflamingo", "caption", str(tmp_path / "x.wav"), "--model",
-                        str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "audioflamingo", "caption", str(tmp_path / "x.wav"), "--model", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

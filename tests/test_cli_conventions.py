@@ -1,5 +1,6 @@
 """Command-line conventions: sub-commands with their own help and an example, defaults shown, --json
 everywhere, one-line device errors, exit codes (2 usage, 1 bad input or failed run), --long-audio."""
+
 import json
 import subprocess
 import sys
@@ -24,14 +25,17 @@ def _help(argv, capsys) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,own,foreign", [
-    (["index", "build"], "--kind", "-k K"),
-    (["index", "query"], "-k K", "--kind"),
-    (["clap", "zero-shot"], "--labels", "--texts"),
-    (["clap", "import"], "HF_CLAP_DIR", "--labels"),
-    (["eval", "clotho-v2"], "clotho_captions_evaluation.csv", "RUN_DIR"),
-    (["eval", "report"], "RUN_DIR", "--beams"),
-])
+@pytest.mark.parametrize(
+    "argv,own,foreign",
+    [
+        (["index", "build"], "--kind", "-k K"),
+        (["index", "query"], "-k K", "--kind"),
+        (["clap", "zero-shot"], "--labels", "--texts"),
+        (["clap", "import"], "HF_CLAP_DIR", "--labels"),
+        (["eval", "clotho-v2"], "clotho_captions_evaluation.csv", "RUN_DIR"),
+        (["eval", "report"], "RUN_DIR", "--beams"),
+    ],
+)
 def test_sub_commands_have_their_own_help_and_an_example(argv, own, foreign, capsys):
     text = _help(argv, capsys)
     assert own in text and foreign not in text
@@ -88,12 +92,18 @@ def test_cuda_on_a_cpu_build_is_one_line(model_dir, tmp_path):
     import soundfile as sf
 
     sf.write(clip, noise(1.0), 16000)
-    r = subprocess.run([sys.executable, "-m", "audioflamingo", "caption", str(clip), "--model", str(model_dir),
-                        "--device", "cuda"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "audioflamingo", "caption", str(clip), "--model", str(model_dir), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "--device cuda" in r.stderr and "CUDA" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "audioflamingo", "caption", str(clip), "--device", "gpu0"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "audioflamingo", "caption", str(clip), "--device", "gpu0"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "not a torch device" in r.stderr
 
 
@@ -113,7 +123,8 @@ def test_long_audio_flag_reaches_the_windows(model_dir, tmp_path, capsys, monkey
         return out
 
     monkeypatch.setattr("audioflamingo.model.flamingo.make_windows", spy)
-    assert main(["caption", str(clip), "--model", str(model_dir), "--long-audio", "spread",
-                 "--max-new-tokens", "2"]) == 0
+    assert (
+        main(["caption", str(clip), "--model", str(model_dir), "--long-audio", "spread", "--max-new-tokens", "2"]) == 0
+    )
     assert seen and seen[-1] == ("spread", 11 * 16000)  # the last window ends at the end of the file
     assert "only the first" not in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Out-of-range decoding flags and --dtype float16 on CPU: one line or a result, never a traceback."""
+
 import numpy as np
 import pytest
 import soundfile as sf

@@ -1,4 +1,5 @@
 """The bundled default model: present, small, loaded by default, and actually trained."""
+
 import json
 from pathlib import Path
 

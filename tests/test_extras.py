@@ -1,4 +1,5 @@
 """Optional packages are extras; a command whose extra is missing says which one, in one line."""
+
 import json
 import sys
 import tomllib
@@ -24,8 +25,9 @@ def test_heavy_optional_packages_are_extras_and_test_installs_them():
     assert "'.[test" in (ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("module,extra", [("matplotlib", "report"), ("pycocoevalcap", "eval"),
-                                          ("fastapi", "serve"), ("faiss", "retrieval")])
+@pytest.mark.parametrize(
+    "module,extra", [("matplotlib", "report"), ("pycocoevalcap", "eval"), ("fastapi", "serve"), ("faiss", "retrieval")]
+)
 def test_missing_extra_is_named(monkeypatch, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: import raises ImportError
     with pytest.raises(MissingExtra) as e:
@@ -37,9 +39,20 @@ def test_missing_extra_is_named(monkeypatch, module, extra):
 def test_a_command_without_its_extra_is_one_line(monkeypatch, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.json").write_text(json.dumps({
-        "benchmark": "gtzan", "model": "m", "shots": 0, "items": 2, "missing_audio": 0, "decoding": {},
-        "metrics": {"accuracy": 0.5}, "paper": {}}))
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "gtzan",
+                "model": "m",
+                "shots": 0,
+                "items": 2,
+                "missing_audio": 0,
+                "decoding": {},
+                "metrics": {"accuracy": 0.5},
+                "paper": {},
+            }
+        )
+    )
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert main(["eval", "report", str(run), "--out", str(tmp_path / "rep")]) == 1
     err = capsys.readouterr().err.strip()

@@ -1,4 +1,5 @@
 """classify merges repeated labels and says so; embed's long-audio warning names the file."""
+
 import json
 import warnings
 
@@ -20,7 +21,9 @@ def test_repeated_labels_are_merged_and_named():
         ranked = pipe.classify(clip, ["piano", "piano", " organ", "organ"])
     assert sorted(r["label"] for r in ranked) == ["organ", "piano"]
     assert np.isclose(sum(r["prob"] for r in ranked), 1.0)
-    assert {r["label"]: r["prob"] for r in ranked} == {r["label"]: r["prob"] for r in pipe.classify(clip, ["piano", "organ"])}
+    assert {r["label"]: r["prob"] for r in ranked} == {
+        r["label"]: r["prob"] for r in pipe.classify(clip, ["piano", "organ"])
+    }
     msgs = [str(w.message) for w in caught]
     assert any("duplicate" in m and "piano, organ" in m for m in msgs), msgs
 

@@ -1,4 +1,5 @@
 """Long runs report progress when stderr is not a terminal: a line every N seconds, no bar."""
+
 import io
 
 from audioflamingo.progress import LogLines, progress_bar

@@ -1,4 +1,5 @@
 """The Python API's input forms and keyword options, and what the package exports."""
+
 import pytest
 import soundfile as sf
 
@@ -64,7 +65,14 @@ def test_main_classes_are_exported():
     import audioflamingo
 
     names = dir(audioflamingo)
-    for name in ("AudioFlamingoPipeline", "GenerationSettings", "AudioFlamingo", "AudioFlamingoConfig",
-                 "AudioFlamingoForConditionalGeneration", "AudioFlamingoProcessor", "AudioInputError"):
+    for name in (
+        "AudioFlamingoPipeline",
+        "GenerationSettings",
+        "AudioFlamingo",
+        "AudioFlamingoConfig",
+        "AudioFlamingoForConditionalGeneration",
+        "AudioFlamingoProcessor",
+        "AudioInputError",
+    ):
         assert name in names and name in audioflamingo.__all__
     assert audioflamingo.AudioFlamingoPipeline is AudioFlamingoPipeline

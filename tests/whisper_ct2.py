@@ -1,5 +1,6 @@
 """Test helper: a tiny random Whisper encoder written as a CTranslate2 model.bin (binary version 6),
 so the reader and the base-part machinery are tested without the real package."""
+
 from __future__ import annotations
 
 import struct
@@ -8,8 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-TINY = {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 128,
-        "num_mel_bins": 80, "max_source_positions": 1500, "activation_function": "gelu", "scale_embedding": False}
+TINY = {
+    "d_model": 64,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 128,
+    "num_mel_bins": 80,
+    "max_source_positions": 1500,
+    "activation_function": "gelu",
+    "scale_embedding": False,
+}
 
 
 def tiny_whisper_encoder(seed: int = 0):
@@ -27,16 +36,23 @@ def tiny_whisper_encoder(seed: int = 0):
 def write_ct2_whisper(path: Path, enc, dtype=np.float32) -> None:
     sd = {k: v.detach().numpy() for k, v in enc.state_dict().items()}
     d = sd["conv1.weight"].shape[0]
-    var = {"encoder/conv1/weight": sd["conv1.weight"], "encoder/conv1/bias": sd["conv1.bias"],
-           "encoder/conv2/weight": sd["conv2.weight"], "encoder/conv2/bias": sd["conv2.bias"],
-           "encoder/position_encodings/encodings": sd["embed_positions.weight"],
-           "encoder/layer_norm/gamma": sd["layer_norm.weight"], "encoder/layer_norm/beta": sd["layer_norm.bias"]}
+    var = {
+        "encoder/conv1/weight": sd["conv1.weight"],
+        "encoder/conv1/bias": sd["conv1.bias"],
+        "encoder/conv2/weight": sd["conv2.weight"],
+        "encoder/conv2/bias": sd["conv2.bias"],
+        "encoder/position_encodings/encodings": sd["embed_positions.weight"],
+        "encoder/layer_norm/gamma": sd["layer_norm.weight"],
+        "encoder/layer_norm/beta": sd["layer_norm.bias"],
+    }
     for i in range(TINY["encoder_layers"]):
         s, o = f"layers.{i}.", f"encoder/layer_{i}/"
         var[o + "self_attention/linear_0/weight"] = np.concatenate(
-            [sd[s + "self_attn.q_proj.weight"], sd[s + "self_attn.k_proj.weight"], sd[s + "self_attn.v_proj.weight"]])
+            [sd[s + "self_attn.q_proj.weight"], sd[s + "self_attn.k_proj.weight"], sd[s + "self_attn.v_proj.weight"]]
+        )
         var[o + "self_attention/linear_0/bias"] = np.concatenate(
-            [sd[s + "self_attn.q_proj.bias"], np.zeros(d, np.float32), sd[s + "self_attn.v_proj.bias"]])
+            [sd[s + "self_attn.q_proj.bias"], np.zeros(d, np.float32), sd[s + "self_attn.v_proj.bias"]]
+        )
         var[o + "self_attention/linear_1/weight"] = sd[s + "self_attn.out_proj.weight"]
         var[o + "self_attention/linear_1/bias"] = sd[s + "self_attn.out_proj.bias"]
         var[o + "self_attention/layer_norm/gamma"] = sd[s + "self_attn_layer_norm.weight"]

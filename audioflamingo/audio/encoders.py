@@ -7,6 +7,7 @@
   `tiny` preset and as the starting point for the default model.
 Both are deterministic: no random crops, no random fusion chunks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,10 +55,19 @@ class MelConvEncoder(AudioEncoder):
         self.proj = nn.Linear(h, cfg.dim)
 
     def log_mel(self, windows: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            windows.float(), self.n_fft, self.hop, self.win_length, self.stft_window.float(),
-            center=True, return_complex=True,
-        ).abs().pow(2)
+        spec = (
+            torch.stft(
+                windows.float(),
+                self.n_fft,
+                self.hop,
+                self.win_length,
+                self.stft_window.float(),
+                center=True,
+                return_complex=True,
+            )
+            .abs()
+            .pow(2)
+        )
         # The front end stays float32 when the model is cast to half precision (--dtype): the
         # buffers are cast with it, and the log of a half-precision power spectrum loses the quiet parts.
         mel = torch.einsum("nft,fm->nmt", spec, self.mel_fb.float())
@@ -84,7 +94,9 @@ class HFClapEncoder(AudioEncoder):
         from transformers import ClapAudioConfig, ClapAudioModelWithProjection, ClapFeatureExtractor
 
         if cfg.hf_config is None or cfg.feature_extractor is None:
-            raise ValueError("hf_clap encoder needs hf_config and feature_extractor (use HFClapEncoder.config_from_directory)")
+            raise ValueError(
+                "hf_clap encoder needs hf_config and feature_extractor (use HFClapEncoder.config_from_directory)"
+            )
         self.model = ClapAudioModelWithProjection(ClapAudioConfig(**cfg.hf_config))
         if cfg.output == "dense":  # frame tokens come before the projection: no unused weights to carry
             self.model.audio_projection = nn.Identity()
@@ -111,16 +123,30 @@ class HFClapEncoder(AudioEncoder):
 
         audio_cfg = ClapAudioConfig.from_pretrained(str(path))
         fe = ClapFeatureExtractor.from_pretrained(str(path)).to_dict()
-        keep = ("feature_size", "sampling_rate", "hop_length", "fft_window_size", "frequency_min",
-                "frequency_max", "padding_value", "max_length_s")
+        keep = (
+            "feature_size",
+            "sampling_rate",
+            "hop_length",
+            "fft_window_size",
+            "frequency_min",
+            "frequency_max",
+            "padding_value",
+            "max_length_s",
+        )
         fe = {k: fe[k] for k in keep if k in fe}
         if output == "pooled":
             dim, tokens = audio_cfg.projection_dim, 1
         else:
             dim = int(audio_cfg.patch_embeds_hidden_size * 2 ** (len(audio_cfg.depths) - 1))
             tokens = -1  # measured on first use by `probe_tokens`
-        return EncoderConfig(kind="hf_clap", output=output, dim=dim, tokens_per_window=tokens,
-                             hf_config=audio_cfg.to_dict(), feature_extractor=fe)
+        return EncoderConfig(
+            kind="hf_clap",
+            output=output,
+            dim=dim,
+            tokens_per_window=tokens,
+            hf_config=audio_cfg.to_dict(),
+            feature_extractor=fe,
+        )
 
     def load_directory_weights(self, path: str | Path) -> None:
         """Load the audio tower of a local ClapModel, ClapAudioModelWithProjection or ClapAudioModel
@@ -140,12 +166,15 @@ class HFClapEncoder(AudioEncoder):
             mapped = {k: v for k, v in mapped.items() if not k.startswith("audio_projection.")}
         missing = sorted(set(own) - set(mapped))
         if any(k.startswith("audio_projection.") for k in missing):
-            raise ModelLoadError(f"{path}: no audio projection weights: pooled output needs a ClapModel or "
-                                 "ClapAudioModelWithProjection checkpoint (or use output='dense')")
+            raise ModelLoadError(
+                f"{path}: no audio projection weights: pooled output needs a ClapModel or "
+                "ClapAudioModelWithProjection checkpoint (or use output='dense')"
+            )
         unexpected = sorted(set(mapped) - set(own))
         if missing or unexpected:
-            raise ModelLoadError(f"{path}: CLAP weights do not match the config: missing {missing[:8]}, "
-                                 f"unexpected {unexpected[:8]}")
+            raise ModelLoadError(
+                f"{path}: CLAP weights do not match the config: missing {missing[:8]}, unexpected {unexpected[:8]}"
+            )
         for k, v in mapped.items():
             if own[k].shape != v.shape:
                 raise ModelLoadError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
@@ -157,14 +186,19 @@ class HFClapEncoder(AudioEncoder):
         # LAION-CLAP's torchaudio front end; windows are exactly max length, so nothing is cropped or padded.
         fusion = bool(self.model.config.enable_fusion)
         feats = self.feature_extractor(
-            arrays, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt",
-            truncation="fusion" if fusion else "rand_trunc", padding="repeatpad" if fusion else "pad")
+            arrays,
+            sampling_rate=self.feature_extractor.sampling_rate,
+            return_tensors="pt",
+            truncation="fusion" if fusion else "rand_trunc",
+            padding="repeatpad" if fusion else "pad",
+        )
         return feats["input_features"].to(windows.device)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         feats = self.features(windows).to(next(self.model.parameters()).dtype)
-        out = self.model(input_features=feats, is_longer=torch.zeros(len(windows), 1, dtype=torch.bool,
-                                                                     device=feats.device))
+        out = self.model(
+            input_features=feats, is_longer=torch.zeros(len(windows), 1, dtype=torch.bool, device=feats.device)
+        )
         if self.output == "pooled":
             return out.audio_embeds[:, None, :]
         hidden = out.last_hidden_state  # (N, C, freq, time) after the final norm, before pooling

@@ -5,6 +5,7 @@ torch), an `(array, sampling_rate)` tuple, or a `{"array": ..., "sampling_rate":
 form of `datasets`' Audio column and of transformers' pipelines; "path" alone also works). Many clips
 are a list of these. A bare string is always one path, never a sequence of characters.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -22,8 +23,7 @@ def is_single_clip(audio: Any) -> bool:
     if isinstance(audio, list):
         return False
     if isinstance(audio, tuple):
-        return (len(audio) == 2 and isinstance(audio[1], numbers.Number)
-                and not isinstance(audio[0], (str, Path, dict)))
+        return len(audio) == 2 and isinstance(audio[1], numbers.Number) and not isinstance(audio[0], (str, Path, dict))
     return True
 
 
@@ -34,8 +34,9 @@ def as_clip_list(audio: Any) -> list:
     return list(audio)
 
 
-def load_clip(audio: Any, target_rate: int, max_seconds: float | None = None,
-              default_rate: int | None = None) -> tuple[np.ndarray, str]:
+def load_clip(
+    audio: Any, target_rate: int, max_seconds: float | None = None, default_rate: int | None = None
+) -> tuple[np.ndarray, str]:
     """(mono float32 waveform at `target_rate`, a name for messages) of one clip. A bare array is
     taken to be at `default_rate` (default: `target_rate`, the model's own rate)."""
     if isinstance(audio, (str, Path)):
@@ -47,8 +48,9 @@ def load_clip(audio: Any, target_rate: int, max_seconds: float | None = None,
             return _array(audio["array"], int(rate), target_rate, max_seconds, name), name
         if audio.get("path"):
             return load_audio(audio["path"], target_rate, max_seconds), str(audio["path"])
-        raise AudioInputError("<dict>", f"an audio dict needs 'array' (with 'sampling_rate') or 'path'; "
-                                        f"got keys {sorted(audio)}")
+        raise AudioInputError(
+            "<dict>", f"an audio dict needs 'array' (with 'sampling_rate') or 'path'; got keys {sorted(audio)}"
+        )
     if isinstance(audio, tuple) and len(audio) == 2:
         return _array(audio[0], int(audio[1]), target_rate, max_seconds, "<array>"), "<array>"
     return _array(audio, default_rate or target_rate, target_rate, max_seconds, "<array>"), "<array>"

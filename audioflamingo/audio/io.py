@@ -3,6 +3,7 @@
 Every failure is an `AudioInputError` whose message is one line naming the file and the problem.
 Nothing is written anywhere, so a bad file in a batch never leaves half a result behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,9 +49,7 @@ def prepare_waveform(
     if not np.isfinite(x).all():
         raise AudioInputError(name, "audio contains NaN or infinite samples")
     if max_seconds is not None and x.size / sample_rate > max_seconds:
-        raise AudioInputError(
-            name, f"audio is {x.size / sample_rate:.1f} s long, over the limit of {max_seconds:g} s"
-        )
+        raise AudioInputError(name, f"audio is {x.size / sample_rate:.1f} s long, over the limit of {max_seconds:g} s")
     if sample_rate != target_rate:
         x = soxr.resample(x, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
     peak = float(np.abs(x).max()) if x.size else 0.0
@@ -59,8 +58,13 @@ def prepare_waveform(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def load_audio(path: str | os.PathLike, target_rate: int, max_seconds: float | None = None,
-               offset: float = 0.0, duration: float | None = None) -> np.ndarray:
+def load_audio(
+    path: str | os.PathLike,
+    target_rate: int,
+    max_seconds: float | None = None,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
     """Read `path` (or the segment [offset, offset + duration) s of it) as mono float32 samples at
     `target_rate`, peak-normalised to 1."""
     p = Path(path)
@@ -81,7 +85,9 @@ def load_audio(path: str | os.PathLike, target_rate: int, max_seconds: float | N
     start = int(round(offset * info.samplerate))
     if start >= info.frames:
         raise AudioInputError(str(path), f"offset {offset:g} s is past the end ({info.frames / info.samplerate:.2f} s)")
-    frames = info.frames - start if duration is None else min(int(round(duration * info.samplerate)), info.frames - start)
+    frames = (
+        info.frames - start if duration is None else min(int(round(duration * info.samplerate)), info.frames - start)
+    )
     # Check the limit from the header so a 10-hour file is refused before it is read.
     if max_seconds is not None and frames / info.samplerate > max_seconds:
         raise AudioInputError(

@@ -3,6 +3,7 @@
 Hand-written because the only other source here, transformers.audio_utils, costs about a second of
 start-up to import; tests/audio/test_mel.py checks these filters equal transformers' to 1e-6.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= _MEL_BREAK, log_part, 200.0 * m / 3.0)
 
 
-def slaney_mel_filters(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
-                       f_max: float | None = None) -> np.ndarray:
+def slaney_mel_filters(
+    n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
     """(n_freqs, n_mels) triangular filters, area-normalised, over FFT bins 0..sample_rate//2."""
     f_max = sample_rate / 2 if f_max is None else f_max
     edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))

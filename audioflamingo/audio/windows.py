@@ -4,6 +4,7 @@ AF1: 7 s windows every 1.75 s, at most 16 (33.25 s). AF2: 10 s windows, no overl
 The last window is zero-padded to full length (as the official code does); windows that do not
 exist for a short clip are never created here: they are masked later when clips are batched.
 """
+
 from __future__ import annotations
 
 import math

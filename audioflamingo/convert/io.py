@@ -5,6 +5,7 @@
 - AF2 `safe_ckpt/`: `metadata.json` plus chunked `*.safetensors`, opened lazily: one tensor is
   materialised at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,11 +95,13 @@ def read_pickle(path: Path) -> dict[str, torch.Tensor]:
     except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - an unsafe or corrupt pickle: say which file and why
-        raise ModelLoadError(f"{path}: cannot be read as a weights-only checkpoint ({str(err).splitlines()[0]})") from None
+        raise ModelLoadError(
+            f"{path}: cannot be read as a weights-only checkpoint ({str(err).splitlines()[0]})"
+        ) from None
     for w in WRAPPERS:
         if isinstance(obj, dict) and isinstance(obj.get(w), dict):
             obj = obj[w]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelLoadError(f"{path}: expected a state dict (optionally under {'/'.join(WRAPPERS)})")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}

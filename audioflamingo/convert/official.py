@@ -8,6 +8,7 @@ Every official tensor is accounted for, or the conversion stops listing the keys
   equals ours.
 Every parameter of ours must receive a tensor; nothing is loaded with strict=False.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,10 +20,18 @@ from audioflamingo.errors import ModelLoadError
 
 FLAVOURS = {
     # official prefix of the transformation layers, xattn submodule name, duplicate-group names
-    "af1": dict(transformation="audio_transformer", xattn="gated_cross_attn_layer",
-                dup_xattn="gated_cross_attn_layers", clap_prefixes=("clap.",)),
-    "af2": dict(transformation="audio_transformer_clap", xattn="gated_cross_attn_layer_sound",
-                dup_xattn="gated_cross_attn_layers_sound", clap_prefixes=("clap.nvclap.", "clap.afclap.", "clap.")),
+    "af1": dict(
+        transformation="audio_transformer",
+        xattn="gated_cross_attn_layer",
+        dup_xattn="gated_cross_attn_layers",
+        clap_prefixes=("clap.",),
+    ),
+    "af2": dict(
+        transformation="audio_transformer_clap",
+        xattn="gated_cross_attn_layer_sound",
+        dup_xattn="gated_cross_attn_layers_sound",
+        clap_prefixes=("clap.nvclap.", "clap.afclap.", "clap."),
+    ),
 }
 
 
@@ -34,8 +43,12 @@ class Plan:
     unmapped: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"mapped": len(self.mapped), "duplicates_dropped": len(self.duplicates),
-                "derived_checked": len(self.derived), "unmapped": len(self.unmapped)}
+        return {
+            "mapped": len(self.mapped),
+            "duplicates_dropped": len(self.duplicates),
+            "derived_checked": len(self.derived),
+            "unmapped": len(self.unmapped),
+        }
 
 
 def plan_keys(official_keys: list[str], flavour: str, layer_to_xattn: dict[int, int]) -> Plan:
@@ -52,7 +65,7 @@ def plan_keys(official_keys: list[str], flavour: str, layer_to_xattn: dict[int, 
     tprefix = f["transformation"] + "."
     for k in official_keys:
         if k.startswith(tprefix):
-            rest = k[len(tprefix):]
+            rest = k[len(tprefix) :]
             if rest == "position_enc.inv_freq":
                 plan.derived[k] = "transformation.rotary.inv_freq"
             else:
@@ -75,14 +88,19 @@ def plan_keys(official_keys: list[str], flavour: str, layer_to_xattn: dict[int, 
             plan.duplicates[k] = f"lang_encoder.{layers_path}.{m.group(1)}.{f['xattn']}.{m.group(2)}"
             continue
         if k.startswith("lang_encoder."):
-            plan.mapped["lm." + k[len("lang_encoder."):]] = k
+            plan.mapped["lm." + k[len("lang_encoder.") :]] = k
             continue
         plan.unmapped.append(k)
     return plan
 
 
-def apply_plan(model: torch.nn.Module, source, plan: Plan, extra: dict[str, torch.Tensor] | None = None,
-               derived_values: dict[str, torch.Tensor] | None = None) -> None:
+def apply_plan(
+    model: torch.nn.Module,
+    source,
+    plan: Plan,
+    extra: dict[str, torch.Tensor] | None = None,
+    derived_values: dict[str, torch.Tensor] | None = None,
+) -> None:
     """Copy every planned tensor into `model` in place, checking shapes, duplicates and derived constants.
 
     `source[key]` gives one official tensor at a time (so a sharded checkpoint is never held twice);
@@ -102,7 +120,9 @@ def apply_plan(model: torch.nn.Module, source, plan: Plan, extra: dict[str, torc
         problems.append(f"{len(missing)} model tensor(s) the checkpoint does not provide: {missing[:12]}")
     for ours, off in plan.mapped.items():
         if ours in own and tuple(own[ours].shape) != tuple(source.shape(off)):
-            problems.append(f"{off}: shape {tuple(source.shape(off))}, model expects {tuple(own[ours].shape)} for {ours}")
+            problems.append(
+                f"{off}: shape {tuple(source.shape(off))}, model expects {tuple(own[ours].shape)} for {ours}"
+            )
     for ours, t in extra.items():
         if ours in own and tuple(own[ours].shape) != tuple(t.shape):
             problems.append(f"{ours}: converted shape {tuple(t.shape)}, model expects {tuple(own[ours].shape)}")
@@ -116,8 +136,10 @@ def apply_plan(model: torch.nn.Module, source, plan: Plan, extra: dict[str, torc
     for ours, off in plan.mapped.items():  # tied in the model (embeddings / lm_head): the copies must agree
         partner = ties.get(ours)
         if partner in plan.mapped and ours < partner and not torch.equal(source[off], source[plan.mapped[partner]]):
-            raise ModelLoadError(f"{off} and {plan.mapped[partner]} differ, but the LM ties them "
-                                 f"({ours} = {partner}): untied checkpoint for a tied LM config")
+            raise ModelLoadError(
+                f"{off} and {plan.mapped[partner]} differ, but the LM ties them "
+                f"({ours} = {partner}): untied checkpoint for a tied LM config"
+            )
     for off, name in plan.derived.items():
         want = (derived_values or {}).get(name)
         got = source[off]

@@ -4,6 +4,7 @@ Each converter reads the dataset's own metadata file(s) as distributed, finds th
 manifest records with paths relative to the manifest's folder. Rows whose audio is missing are
 skipped and counted, never fatal (unless none is found).
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,9 +55,16 @@ def clotho(csv_path: Path, audio_dir: Path, out_dir: Path) -> Converted:
         for i in range(1, 6):
             cap = (row.get(f"caption_{i}") or "").strip()
             if cap:
-                res.records.append({"id": f"{row['file_name']}#{i}", "audio": _rel(audio, out_dir), "task": "caption",
-                                    "instruction": DEFAULT_INSTRUCTIONS["caption"], "output": cap,
-                                    "source": row["file_name"]})
+                res.records.append(
+                    {
+                        "id": f"{row['file_name']}#{i}",
+                        "audio": _rel(audio, out_dir),
+                        "task": "caption",
+                        "instruction": DEFAULT_INSTRUCTIONS["caption"],
+                        "output": cap,
+                        "source": row["file_name"],
+                    }
+                )
     return res
 
 
@@ -85,9 +93,16 @@ def audiocaps(csv_path: Path, audio_dir: Path, out_dir: Path) -> Converted:
         if audio is None:
             res.missing_audio.append(f"{audio_dir}/{row['youtube_id']} (audiocap_id {row['audiocap_id']})")
             continue
-        res.records.append({"id": row["audiocap_id"], "audio": _rel(audio, out_dir), "task": "caption",
-                            "instruction": DEFAULT_INSTRUCTIONS["caption"], "output": row["caption"].strip(),
-                            "source": row["youtube_id"]})
+        res.records.append(
+            {
+                "id": row["audiocap_id"],
+                "audio": _rel(audio, out_dir),
+                "task": "caption",
+                "instruction": DEFAULT_INSTRUCTIONS["caption"],
+                "output": row["caption"].strip(),
+                "source": row["youtube_id"],
+            }
+        )
     return res
 
 
@@ -100,17 +115,31 @@ def clotho_aqa(csv_path: Path, audio_dir: Path, out_dir: Path) -> Converted:
         if not audio.is_file():
             res.missing_audio.append(str(audio))
             continue
-        rec = {"id": f"{row['file_name']}#{n}", "audio": _rel(audio, out_dir), "task": "aqa",
-               "instruction": row["QuestionText"].strip(), "output": row["answer"].strip(), "source": row["file_name"]}
+        rec = {
+            "id": f"{row['file_name']}#{n}",
+            "audio": _rel(audio, out_dir),
+            "task": "aqa",
+            "instruction": row["QuestionText"].strip(),
+            "output": row["answer"].strip(),
+            "source": row["file_name"],
+        }
         if row.get("confidence"):
             rec["confidence"] = row["confidence"]
         res.records.append(rec)
     return res
 
 
-def label_csv(csv_path: Path, audio_dir: Path, out_dir: Path, file_col: str, label_col: str,
-              source_col: str | None = None, fold_col: str | None = None, audio_template: str = "{file}",
-              folds: set[str] | None = None) -> Converted:
+def label_csv(
+    csv_path: Path,
+    audio_dir: Path,
+    out_dir: Path,
+    file_col: str,
+    label_col: str,
+    source_col: str | None = None,
+    fold_col: str | None = None,
+    audio_template: str = "{file}",
+    folds: set[str] | None = None,
+) -> Converted:
     """Generic single-label CSV (ESC-50 / UrbanSound8K style). Options = every label in the file."""
     required = [file_col, label_col] + [c for c in (source_col, fold_col) if c]
     rows = _read_csv(csv_path, required)
@@ -124,9 +153,15 @@ def label_csv(csv_path: Path, audio_dir: Path, out_dir: Path, file_col: str, lab
         if not audio.is_file():
             res.missing_audio.append(str(audio))
             continue
-        rec = {"id": row[file_col], "audio": _rel(audio, out_dir), "task": "classify",
-               "instruction": DEFAULT_INSTRUCTIONS["classify"], "output": _label_text(row[label_col]),
-               "options": labels, "source": row[source_col] if source_col else row[file_col]}
+        rec = {
+            "id": row[file_col],
+            "audio": _rel(audio, out_dir),
+            "task": "classify",
+            "instruction": DEFAULT_INSTRUCTIONS["classify"],
+            "output": _label_text(row[label_col]),
+            "options": labels,
+            "source": row[source_col] if source_col else row[file_col],
+        }
         if fold_col:
             rec["fold"] = row[fold_col]
         res.records.append(rec)
@@ -135,11 +170,28 @@ def label_csv(csv_path: Path, audio_dir: Path, out_dir: Path, file_col: str, lab
 
 def esc50(root: Path, out_dir: Path, folds: set[str] | None = None) -> Converted:
     """ESC-50 as distributed: meta/esc50.csv + audio/<filename>."""
-    return label_csv(root / "meta" / "esc50.csv", root / "audio", out_dir, "filename", "category",
-                     source_col="src_file", fold_col="fold", folds=folds)
+    return label_csv(
+        root / "meta" / "esc50.csv",
+        root / "audio",
+        out_dir,
+        "filename",
+        "category",
+        source_col="src_file",
+        fold_col="fold",
+        folds=folds,
+    )
 
 
 def urbansound8k(root: Path, out_dir: Path, folds: set[str] | None = None) -> Converted:
     """UrbanSound8K as distributed: metadata/UrbanSound8K.csv + audio/fold<k>/<slice_file_name>."""
-    return label_csv(root / "metadata" / "UrbanSound8K.csv", root / "audio", out_dir, "slice_file_name", "class",
-                     source_col="fsID", fold_col="fold", audio_template="fold{fold}/{file}", folds=folds)
+    return label_csv(
+        root / "metadata" / "UrbanSound8K.csv",
+        root / "audio",
+        out_dir,
+        "slice_file_name",
+        "class",
+        source_col="fsID",
+        fold_col="fold",
+        audio_template="fold{fold}/{file}",
+        folds=folds,
+    )

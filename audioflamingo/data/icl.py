@@ -4,6 +4,7 @@ Writes `<manifest>.icl.jsonl` beside the manifest: one line per record,
 `{"id": ..., "neighbours": [id, ...], "distances": [...]}`, nearest first. The embeddings are cached
 on disk (`--cache`), so a rerun embeds nothing it has seen.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def icl_path(manifest: str | Path) -> Path:
     return p.with_name(p.stem + ".icl.jsonl")
 
 
-def embed_records(records: list[Record], embedder: ClipEmbedder, cache_dir: str | Path,
-                  progress: bool = False) -> tuple[np.ndarray, list[int], int]:
+def embed_records(
+    records: list[Record], embedder: ClipEmbedder, cache_dir: str | Path, progress: bool = False
+) -> tuple[np.ndarray, list[int], int]:
     """Vectors for every readable record (and which rows they are), computing only uncached ones."""
     from audioflamingo.progress import progress_bar
 
@@ -54,8 +56,14 @@ def embed_records(records: list[Record], embedder: ClipEmbedder, cache_dir: str 
     return (np.stack(vecs) if vecs else np.zeros((0, 1), np.float32)), rows, cache.computed
 
 
-def build_icl(manifest: str | Path, embedder: ClipEmbedder, k: int = 8, cache_dir: str | Path | None = None,
-              out: str | Path | None = None, progress: bool = False) -> dict:
+def build_icl(
+    manifest: str | Path,
+    embedder: ClipEmbedder,
+    k: int = 8,
+    cache_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> dict:
     records = load_manifest(manifest, needs_audio="kNN neighbours (build-icl)")
     cache_dir = cache_dir or Path(manifest).parent / ".af-embeddings"
     vectors, rows, computed = embed_records(records, embedder, cache_dir, progress)
@@ -66,12 +74,25 @@ def build_icl(manifest: str | Path, embedder: ClipEmbedder, k: int = 8, cache_di
     with tmp.open("w", encoding="utf-8") as f:
         for r_i, (ids, ds) in enumerate(zip(nb.ids, nb.distances)):
             keep = ids >= 0
-            f.write(json.dumps({"id": records[rows[r_i]].id,
-                                "neighbours": [records[rows[j]].id for j in ids[keep]],
-                                "distances": [round(float(d), 6) for d in ds[keep]]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": records[rows[r_i]].id,
+                        "neighbours": [records[rows[j]].id for j in ids[keep]],
+                        "distances": [round(float(d), 6) for d in ds[keep]],
+                    }
+                )
+                + "\n"
+            )
     tmp.replace(out)
-    return {"records": len(records), "embedded": len(rows), "newly_computed": computed,
-            "skipped_unreadable": len(records) - len(rows), "k": k, "out": str(out)}
+    return {
+        "records": len(records),
+        "embedded": len(rows),
+        "newly_computed": computed,
+        "skipped_unreadable": len(records) - len(rows),
+        "k": k,
+        "out": str(out),
+    }
 
 
 def load_icl(path: str | Path) -> dict[str, list[str]]:
@@ -95,8 +116,14 @@ def _pseudo_word(rng) -> str:
     return "".join(rng.choice(list(cons)) + rng.choice(list(vows)) for _ in range(int(rng.integers(2, 4))))
 
 
-def build_renamed_episodes(manifest: str | Path, out: str | Path, shots: int = 4, copies: int = 2,
-                           seed: int = 0, icl_file: str | Path | None = None) -> dict:
+def build_renamed_episodes(
+    manifest: str | Path,
+    out: str | Path,
+    shots: int = 4,
+    copies: int = 2,
+    seed: int = 0,
+    icl_file: str | Path | None = None,
+) -> dict:
     """Classification ICL episodes whose labels are renamed to fresh pseudo-words, consistently within
     an episode. A model trained only on fixed label names can answer from memory and ignore its
     examples; with renamed labels the answer is only in the examples, which teaches it to read them
@@ -127,12 +154,29 @@ def build_renamed_episodes(manifest: str | Path, out: str | Path, shots: int = 4
                     if w not in names.values():
                         names[labels[len(names)]] = w
                 opts = sorted(names.values())
-                f.write(json.dumps({
-                    "id": f"{rid}/renamed{c}", "audio": _rel(r.audio, base),
-                    "source": r.group, "task": "classify", "instruction": r.instruction, "output": names[r.output],
-                    "options": opts, "shots": [{"audio": _rel(s.audio, base), "instruction": s.instruction,
-                                                "output": names[s.output], "options": opts} for s in shot_recs],
-                }) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": f"{rid}/renamed{c}",
+                            "audio": _rel(r.audio, base),
+                            "source": r.group,
+                            "task": "classify",
+                            "instruction": r.instruction,
+                            "output": names[r.output],
+                            "options": opts,
+                            "shots": [
+                                {
+                                    "audio": _rel(s.audio, base),
+                                    "instruction": s.instruction,
+                                    "output": names[s.output],
+                                    "options": opts,
+                                }
+                                for s in shot_recs
+                            ],
+                        }
+                    )
+                    + "\n"
+                )
                 written += 1
     tmp.replace(out)
     return {"episodes": written, "skipped_label_not_in_shots": skipped, "out": str(out)}

@@ -1,10 +1,11 @@
 """Data manifests: JSON Lines, one training sample per line (schema: manifest.schema.json).
 
-    {"audio": "clips/dog.wav", "task": "caption", "output": "A dog barks twice."}
-    {"audio": "a.flac", "offset": 3.0, "duration": 7.0, "task": "aqa", "instruction": "How many?", "output": "Two."}
-    {"audio": "b.wav", "task": "classify", "output": "dog", "options": ["dog", "cat", "rain"]}
-    {"audio": "c.wav", "task": "dialogue", "turns": [{"user": "What is it?", "assistant": "A bell."}]}
+{"audio": "clips/dog.wav", "task": "caption", "output": "A dog barks twice."}
+{"audio": "a.flac", "offset": 3.0, "duration": 7.0, "task": "aqa", "instruction": "How many?", "output": "Two."}
+{"audio": "b.wav", "task": "classify", "output": "dog", "options": ["dog", "cat", "rain"]}
+{"audio": "c.wav", "task": "dialogue", "turns": [{"user": "What is it?", "assistant": "A bell."}]}
 """
+
 from __future__ import annotations
 
 import json
@@ -60,14 +61,26 @@ def _schema_validator():
 def _record(obj: dict[str, Any], base: Path, line: int) -> Record:
     audio = Path(obj["audio"]) if obj.get("audio") else None  # None: a text record (lm stages)
     return Record(
-        id=str(obj.get("id", line)), audio=audio if audio is None or audio.is_absolute() else base / audio,
+        id=str(obj.get("id", line)),
+        audio=audio if audio is None or audio.is_absolute() else base / audio,
         task=obj["task"],
-        instruction=obj.get("instruction", ""), output=obj.get("output", ""), options=obj.get("options"),
-        turns=obj.get("turns"), offset=float(obj.get("offset", 0.0)), duration=obj.get("duration"),
-        source=obj.get("source", ""), task_description=obj.get("task_description"),
-        positives=obj.get("positives"), negatives=obj.get("negatives"), line=line,
-        shots=[{**sh, "audio": str(Path(sh["audio"]) if Path(sh["audio"]).is_absolute() else base / sh["audio"])}
-               for sh in obj["shots"]] if obj.get("shots") else None,
+        instruction=obj.get("instruction", ""),
+        output=obj.get("output", ""),
+        options=obj.get("options"),
+        turns=obj.get("turns"),
+        offset=float(obj.get("offset", 0.0)),
+        duration=obj.get("duration"),
+        source=obj.get("source", ""),
+        task_description=obj.get("task_description"),
+        positives=obj.get("positives"),
+        negatives=obj.get("negatives"),
+        line=line,
+        shots=[
+            {**sh, "audio": str(Path(sh["audio"]) if Path(sh["audio"]).is_absolute() else base / sh["audio"])}
+            for sh in obj["shots"]
+        ]
+        if obj.get("shots")
+        else None,
     )
 
 
@@ -98,8 +111,10 @@ def load_manifest(path: str | Path, needs_audio: str | None = None) -> list[Reco
                 raise ValueError(f"{p}:{n}: {_explain(errors[0])}")
             out.append(_record(obj, p.parent, n))
             if needs_audio and out[-1].audio is None:
-                raise ValueError(f"{p}:{n}: a text record (task 'text', no audio); {needs_audio} needs audio "
-                                 "records (text records only train `kind: lm` stages)")
+                raise ValueError(
+                    f"{p}:{n}: a text record (task 'text', no audio); {needs_audio} needs audio "
+                    "records (text records only train `kind: lm` stages)"
+                )
     return out
 
 
@@ -108,8 +123,9 @@ def _explain(err) -> str:
     return f"{where}: {err.message}" if where else err.message
 
 
-def validate_manifest(path: str | Path, check_audio: bool = True, progress: bool = False,
-                      root: str | Path | None = None) -> Report:
+def validate_manifest(
+    path: str | Path, check_audio: bool = True, progress: bool = False, root: str | Path | None = None
+) -> Report:
     """Every problem of a manifest at once (data/validate.py)."""
     from audioflamingo.data.validate import validate_manifest as validate
 

@@ -4,6 +4,7 @@ Each draw picks a dataset with probability lambda_i / sum(lambda); within a data
 a seeded permutation (a new one per pass), so every item is seen before any repeats. The order of
 epoch e is a pure function of (seed, e): the sampler's whole state is (epoch, position).
 """
+
 from __future__ import annotations
 
 import numpy as np

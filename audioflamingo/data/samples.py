@@ -1,4 +1,5 @@
 """From manifest records to training samples: rendered template + the audio segments it needs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -6,8 +7,16 @@ from pathlib import Path
 from typing import Sequence
 
 from audioflamingo.data.manifest import Record
-from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, TASK_DESCRIPTIONS, Example, Rendered, render_dialogue,
-                                          render_interleaved, render_single, tokenize)
+from audioflamingo.text.templates import (
+    DEFAULT_INSTRUCTIONS,
+    TASK_DESCRIPTIONS,
+    Example,
+    Rendered,
+    render_dialogue,
+    render_interleaved,
+    render_single,
+    tokenize,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,9 @@ def _lower(r: Rendered, lowercase: bool) -> Rendered:
     if not lowercase:
         return r
     specials = {"<audio>", "<SEP>", "<EOC>"}
-    return Rendered([(t if t in specials or t.startswith("<") and t.endswith(">") else t.lower(), g)
-                     for t, g in r.segments])
+    return Rendered(
+        [(t if t in specials or t.startswith("<") and t.endswith(">") else t.lower(), g) for t, g in r.segments]
+    )
 
 
 def render_record(r: Record, tokenizer, shots: Sequence[Record] = (), lowercase: bool = False):
@@ -42,8 +52,10 @@ def render_record(r: Record, tokenizer, shots: Sequence[Record] = (), lowercase:
         turns = [(t["user"], t["assistant"]) for t in (r.turns or [])]
         return _lower(render_dialogue(turns, tokenizer, task=task), lowercase), [_ref(r)]
     if r.shots and not shots:  # inline examples (e.g. label-renamed episodes, data/icl.py)
-        ex = [Example(s.get("instruction", ""), s["output"], s.get("options") if r.task == "classify" else None)
-              for s in r.shots]
+        ex = [
+            Example(s.get("instruction", ""), s["output"], s.get("options") if r.task == "classify" else None)
+            for s in r.shots
+        ]
         rendered = render_interleaved(task, ex, _example(r), tokenizer)
         return _lower(rendered, lowercase), [AudioRef(Path(s["audio"])) for s in r.shots] + [_ref(r)]
     if shots:

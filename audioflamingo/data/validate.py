@@ -10,6 +10,7 @@ given (`--root DIR`: a corpus whose manifests sit in subfolders next to its audi
 from elsewhere that points at `../../home/you/.ssh/...` or `/etc/...` is flagged before any command
 reads those files. Training and inference read the paths as written; validating is the check.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,10 @@ def _check_audio(p: Path, n: int, audio: Path, rec, rep: Report) -> None:
 
     reason = missing_reason(audio)
     if reason:
-        what = {"file not found": "audio file not found", "is a directory, not a file": "audio path is a directory, "
-                "not a file"}.get(reason, f"audio path is a {reason}" if reason.startswith(("symlink", "broken"))
-                                  else f"audio {reason}")
+        what = {
+            "file not found": "audio file not found",
+            "is a directory, not a file": "audio path is a directory, not a file",
+        }.get(reason, f"audio path is a {reason}" if reason.startswith(("symlink", "broken")) else f"audio {reason}")
         rep.problems.append(f"{p}:{n}: {what}: {audio}")
         return
     try:
@@ -85,8 +87,9 @@ def _check_audio(p: Path, n: int, audio: Path, rec, rep: Report) -> None:
             rep.problems.append(f"{p}:{n}: audio contains NaN or infinite samples: {audio}")
 
 
-def validate_manifest(path: str | Path, check_audio: bool = True, progress: bool = False,
-                      root: str | Path | None = None) -> Report:
+def validate_manifest(
+    path: str | Path, check_audio: bool = True, progress: bool = False, root: str | Path | None = None
+) -> Report:
     """Every problem of a manifest at once, as `file:line: problem`, plus counts per task."""
     from tqdm import tqdm
 
@@ -126,11 +129,15 @@ def validate_manifest(path: str | Path, check_audio: bool = True, progress: bool
         for audio in audios:
             real = _outside(audio, base)
             if real is not None:
-                rep.problems.append(f"{p}:{n}: audio {audio} resolves to {real}, outside {where} "
-                                    "(pass --root DIR to accept audio under DIR)")
+                rep.problems.append(
+                    f"{p}:{n}: audio {audio} resolves to {real}, outside {where} "
+                    "(pass --root DIR to accept audio under DIR)"
+                )
             elif check_audio and audio == rec.audio:
                 _check_audio(p, n, audio, rec, rep)
     if rep.records == 0:
-        rep.problems.append(f"{p}: no records" + (" (the file is empty)" if not any(l.strip() for _, l in lines)
-                                                  else " that pass the schema"))
+        rep.problems.append(
+            f"{p}: no records"
+            + (" (the file is empty)" if not any(l.strip() for _, l in lines) else " that pass the schema")
+        )
     return rep

@@ -4,6 +4,7 @@ Each benchmark has a task (caption, aqa, classify, tagging), the prompt the pape
 metrics, the paper's number (AF1, arXiv 2402.01831) and a loader. A loader returns `Item`s; a wrong
 layout raises `LayoutError` naming the file or folder it expected.
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,8 +72,15 @@ def _with_options(items: list[Item]) -> list[Item]:
 def clotho(root: Path) -> list[Item]:
     rows = _rows(root / "clotho_captions_evaluation.csv", ["file_name", "caption_1"])
     audio = _need(root / "evaluation", "folder")
-    return [Item(r["file_name"], audio / r["file_name"], "", [r[f"caption_{i}"] for i in range(1, 6)
-                                                                if r.get(f"caption_{i}")]) for r in rows]
+    return [
+        Item(
+            r["file_name"],
+            audio / r["file_name"],
+            "",
+            [r[f"caption_{i}"] for i in range(1, 6) if r.get(f"caption_{i}")],
+        )
+        for r in rows
+    ]
 
 
 def audiocaps(root: Path) -> list[Item]:
@@ -105,8 +113,11 @@ def clotho_aqa(root: Path) -> list[Item]:
 
 def folder_per_class(root: Path, sub: str, pattern: str = "*.wav") -> list[Item]:
     base = _need(root / sub, "folder")
-    items = [Item(f"{d.name}/{f.name}", f, "", [_label(d.name)])
-             for d in sorted(p for p in base.iterdir() if p.is_dir()) for f in sorted(d.glob(pattern))]
+    items = [
+        Item(f"{d.name}/{f.name}", f, "", [_label(d.name)])
+        for d in sorted(p for p in base.iterdir() if p.is_dir())
+        for f in sorted(d.glob(pattern))
+    ]
     if not items:
         raise LayoutError(f"{base}: expected one sub-folder of {pattern} files per class")
     return _with_options(items)
@@ -140,13 +151,30 @@ def _nsynth(root: Path, key: str) -> list[Item]:
 
 def urbansound8k(root: Path) -> list[Item]:
     rows = _rows(root / "metadata" / "UrbanSound8K.csv", ["slice_file_name", "fold", "class"])
-    return _with_options([Item(r["slice_file_name"], root / "audio" / f"fold{r['fold']}" / r["slice_file_name"], "",
-                               [_label(r["class"])]) for r in rows])
+    return _with_options(
+        [
+            Item(
+                r["slice_file_name"],
+                root / "audio" / f"fold{r['fold']}" / r["slice_file_name"],
+                "",
+                [_label(r["class"])],
+            )
+            for r in rows
+        ]
+    )
 
 
 CREMA = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
-RAVDESS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
-           "07": "disgust", "08": "surprised"}
+RAVDESS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
 
 
 def crema_d(root: Path) -> list[Item]:
@@ -165,24 +193,36 @@ def ravdess(root: Path) -> list[Item]:
     files = sorted(root.glob("Actor_*/*.wav"))
     if not files:
         raise LayoutError(f"{root}/Actor_*/: expected RAVDESS Actor_XX folders of .wav files")
-    items = [Item(f.name, f, "", [RAVDESS[f.stem.split("-")[2]]]) for f in files
-             if len(f.stem.split("-")) == 7 and f.stem.split("-")[2] in RAVDESS]
+    items = [
+        Item(f.name, f, "", [RAVDESS[f.stem.split("-")[2]]])
+        for f in files
+        if len(f.stem.split("-")) == 7 and f.stem.split("-")[2] in RAVDESS
+    ]
     return _with_options(items)
 
 
 def medley_solos(root: Path) -> list[Item]:
     rows = _rows(root / "Medley-solos-DB_metadata.csv", ["subset", "instrument", "instrument_id", "uuid4"])
     audio = _need(root / "audio", "folder")
-    items = [Item(r["uuid4"], audio / f"Medley-solos-DB_{r['subset']}-{r['instrument_id']}_{r['uuid4']}.wav", "",
-                  [_label(r["instrument"])]) for r in rows if r["subset"] == "test"]
+    items = [
+        Item(
+            r["uuid4"],
+            audio / f"Medley-solos-DB_{r['subset']}-{r['instrument_id']}_{r['uuid4']}.wav",
+            "",
+            [_label(r["instrument"])],
+        )
+        for r in rows
+        if r["subset"] == "test"
+    ]
     return _with_options(items)
 
 
 def fsd50k(root: Path) -> list[Item]:
     rows = _rows(root / "FSD50K.ground_truth" / "eval.csv", ["fname", "labels"])
     audio = _need(root / "FSD50K.eval_audio", "folder")
-    return [Item(r["fname"], audio / f"{r['fname']}.wav", "", [_label(l) for l in r["labels"].split(",")])
-            for r in rows]
+    return [
+        Item(r["fname"], audio / f"{r['fname']}.wav", "", [_label(l) for l in r["labels"].split(",")]) for r in rows
+    ]
 
 
 def synth(root: Path, name: str) -> list[Item]:
@@ -207,52 +247,201 @@ def _b(name, task, prompt, desc, metrics, paper, layout, loader):
     return Benchmark(name, task, prompt, desc, metrics, paper, layout, loader)
 
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
-    _b("clotho-v2", "caption", "Describe the sound in a sentence.", "The task is audio captioning.", CAP,
-       {"CIDEr-D": 0.465}, "clotho_captions_evaluation.csv + evaluation/", clotho),
-    _b("audiocaps", "caption", "Describe the sound in a sentence.", "The task is audio captioning.", CAP,
-       {"CIDEr-D": 0.502}, "test.csv + audio/", audiocaps),
-    _b("clotho-aqa", "aqa", "{question}", "The task is audio question answering.", ["accuracy"],
-       {"accuracy": 0.869}, "clotho_aqa_test.csv + audio_files/", clotho_aqa),
-    _b("cochlscene", "classify", "This acoustic scene is", "The task is scene classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.830}, "Test/<Class>/*.wav", cochlscene),
-    _b("nonspeech7k", "classify", "Classify this sound.", "The task is event classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.851}, "metadata of test set.csv + test/", nonspeech7k),
-    _b("nsynth-instrument", "classify", "What is the instrument of this music?",
-       "The task is instrument classification.", ["accuracy", "macro-F1"], {"accuracy": 0.771},
-       "nsynth-test/examples.json + nsynth-test/audio/", lambda r: _nsynth(r, "instrument_family_str")),
-    _b("nsynth-quality", "tagging", "What are the qualities of the music?", "The task is music tagging.",
-       ["approx-F1"], {"approx-F1": 0.667}, "nsynth-test/examples.json + nsynth-test/audio/",
-       lambda r: _nsynth(r, "qualities_str")),
-    _b("nsynth-source", "classify", "What is the source of this music?", "The task is music source classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.787}, "nsynth-test/examples.json + nsynth-test/audio/",
-       lambda r: _nsynth(r, "instrument_source_str")),
-    _b("urbansound8k", "classify", "Classify this sound.", "The task is event classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.750}, "metadata/UrbanSound8K.csv + audio/fold<k>/", urbansound8k),
-    _b("gtzan", "classify", "What is the genre of this music?", "The task is genre classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.679}, "genres/<genre>/*.wav", gtzan),
-    _b("crema-d", "classify", "What is the emotion of this speech?", "The task is emotion classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.265}, "AudioWAV/<id>_<sent>_<EMO>_<lvl>.wav", crema_d),
-    _b("ravdess", "classify", "What is the emotion of this speech?", "The task is emotion classification.",
-       ["accuracy", "macro-F1"], {"accuracy": 0.209}, "Actor_XX/03-01-<emo>-...wav", ravdess),
-    _b("medley-solos-db", "classify", "What is the instrument of this music?",
-       "The task is instrument classification.", ["accuracy", "macro-F1"], {"accuracy": 0.927},
-       "Medley-solos-DB_metadata.csv + audio/", medley_solos),
-    _b("synth-caption", "caption", "Describe the sound in a sentence.", "The task is audio captioning.", CAP,
-       {}, "eval/caption.jsonl (audioflamingo data synth)", lambda r: synth(r, "caption")),
-    _b("synth-aqa", "aqa", "{question}", "The task is audio question answering.", ["accuracy"], {},
-       "eval/aqa.jsonl (audioflamingo data synth)", lambda r: synth(r, "aqa")),
-    _b("synth-instrument", "classify", "Which instrument is playing?", "The task is audio classification.",
-       ["accuracy", "macro-F1"], {}, "eval/instrument.jsonl (audioflamingo data synth)",
-       lambda r: synth(r, "instrument")),
-    _b("synth-fewshot", "classify", "Which instrument is playing?", "The task is audio classification.",
-       ["accuracy", "macro-F1"], {}, "eval/fewshot.jsonl (+ --rag eval/fewshot_support.jsonl)",
-       lambda r: synth(r, "fewshot")),
-    _b("synth-dialogue", "dialogue", "{question}", "The task is dialogue.", ["accuracy"], {},
-       "eval/dialogue.jsonl (audioflamingo data synth)", lambda r: synth(r, "dialogue")),
-    _b("fsd50k", "tagging", "Use a few labels to describe this sound.", "The task is sound tagging.",
-       ["approx-F1"], {}, "FSD50K.ground_truth/eval.csv + FSD50K.eval_audio/", fsd50k),
-]}
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in [
+        _b(
+            "clotho-v2",
+            "caption",
+            "Describe the sound in a sentence.",
+            "The task is audio captioning.",
+            CAP,
+            {"CIDEr-D": 0.465},
+            "clotho_captions_evaluation.csv + evaluation/",
+            clotho,
+        ),
+        _b(
+            "audiocaps",
+            "caption",
+            "Describe the sound in a sentence.",
+            "The task is audio captioning.",
+            CAP,
+            {"CIDEr-D": 0.502},
+            "test.csv + audio/",
+            audiocaps,
+        ),
+        _b(
+            "clotho-aqa",
+            "aqa",
+            "{question}",
+            "The task is audio question answering.",
+            ["accuracy"],
+            {"accuracy": 0.869},
+            "clotho_aqa_test.csv + audio_files/",
+            clotho_aqa,
+        ),
+        _b(
+            "cochlscene",
+            "classify",
+            "This acoustic scene is",
+            "The task is scene classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.830},
+            "Test/<Class>/*.wav",
+            cochlscene,
+        ),
+        _b(
+            "nonspeech7k",
+            "classify",
+            "Classify this sound.",
+            "The task is event classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.851},
+            "metadata of test set.csv + test/",
+            nonspeech7k,
+        ),
+        _b(
+            "nsynth-instrument",
+            "classify",
+            "What is the instrument of this music?",
+            "The task is instrument classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.771},
+            "nsynth-test/examples.json + nsynth-test/audio/",
+            lambda r: _nsynth(r, "instrument_family_str"),
+        ),
+        _b(
+            "nsynth-quality",
+            "tagging",
+            "What are the qualities of the music?",
+            "The task is music tagging.",
+            ["approx-F1"],
+            {"approx-F1": 0.667},
+            "nsynth-test/examples.json + nsynth-test/audio/",
+            lambda r: _nsynth(r, "qualities_str"),
+        ),
+        _b(
+            "nsynth-source",
+            "classify",
+            "What is the source of this music?",
+            "The task is music source classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.787},
+            "nsynth-test/examples.json + nsynth-test/audio/",
+            lambda r: _nsynth(r, "instrument_source_str"),
+        ),
+        _b(
+            "urbansound8k",
+            "classify",
+            "Classify this sound.",
+            "The task is event classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.750},
+            "metadata/UrbanSound8K.csv + audio/fold<k>/",
+            urbansound8k,
+        ),
+        _b(
+            "gtzan",
+            "classify",
+            "What is the genre of this music?",
+            "The task is genre classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.679},
+            "genres/<genre>/*.wav",
+            gtzan,
+        ),
+        _b(
+            "crema-d",
+            "classify",
+            "What is the emotion of this speech?",
+            "The task is emotion classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.265},
+            "AudioWAV/<id>_<sent>_<EMO>_<lvl>.wav",
+            crema_d,
+        ),
+        _b(
+            "ravdess",
+            "classify",
+            "What is the emotion of this speech?",
+            "The task is emotion classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.209},
+            "Actor_XX/03-01-<emo>-...wav",
+            ravdess,
+        ),
+        _b(
+            "medley-solos-db",
+            "classify",
+            "What is the instrument of this music?",
+            "The task is instrument classification.",
+            ["accuracy", "macro-F1"],
+            {"accuracy": 0.927},
+            "Medley-solos-DB_metadata.csv + audio/",
+            medley_solos,
+        ),
+        _b(
+            "synth-caption",
+            "caption",
+            "Describe the sound in a sentence.",
+            "The task is audio captioning.",
+            CAP,
+            {},
+            "eval/caption.jsonl (audioflamingo data synth)",
+            lambda r: synth(r, "caption"),
+        ),
+        _b(
+            "synth-aqa",
+            "aqa",
+            "{question}",
+            "The task is audio question answering.",
+            ["accuracy"],
+            {},
+            "eval/aqa.jsonl (audioflamingo data synth)",
+            lambda r: synth(r, "aqa"),
+        ),
+        _b(
+            "synth-instrument",
+            "classify",
+            "Which instrument is playing?",
+            "The task is audio classification.",
+            ["accuracy", "macro-F1"],
+            {},
+            "eval/instrument.jsonl (audioflamingo data synth)",
+            lambda r: synth(r, "instrument"),
+        ),
+        _b(
+            "synth-fewshot",
+            "classify",
+            "Which instrument is playing?",
+            "The task is audio classification.",
+            ["accuracy", "macro-F1"],
+            {},
+            "eval/fewshot.jsonl (+ --rag eval/fewshot_support.jsonl)",
+            lambda r: synth(r, "fewshot"),
+        ),
+        _b(
+            "synth-dialogue",
+            "dialogue",
+            "{question}",
+            "The task is dialogue.",
+            ["accuracy"],
+            {},
+            "eval/dialogue.jsonl (audioflamingo data synth)",
+            lambda r: synth(r, "dialogue"),
+        ),
+        _b(
+            "fsd50k",
+            "tagging",
+            "Use a few labels to describe this sound.",
+            "The task is sound tagging.",
+            ["approx-F1"],
+            {},
+            "FSD50K.ground_truth/eval.csv + FSD50K.eval_audio/",
+            fsd50k,
+        ),
+    ]
+}
 
 
 def get(name: str) -> Benchmark:

@@ -7,6 +7,7 @@ references of the split (scoring per batch and averaging, as the original does, 
 needs Stanford CoreNLP models that pycocoevalcap downloads on first use; where it cannot run, SPICE
 and SPIDEr are reported as unavailable with the reason, never as 0.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,9 @@ def _java_ok() -> str | None:
     return None if shutil.which("java") else "java not found on PATH (METEOR, PTB tokenizer and SPICE need it)"
 
 
-def caption_metrics(preds: dict[str, str], refs: dict[str, Sequence[str]], spice: bool = True,
-                    meteor: bool = True) -> dict:
+def caption_metrics(
+    preds: dict[str, str], refs: dict[str, Sequence[str]], spice: bool = True, meteor: bool = True
+) -> dict:
     """{'BLEU-1'.., 'METEOR', 'ROUGE-L', 'CIDEr-D', 'SPICE', 'SPIDEr'} over the whole split."""
     from audioflamingo.extras import require
 
@@ -66,8 +68,9 @@ def caption_metrics(preds: dict[str, str], refs: dict[str, Sequence[str]], spice
             _close_meteor(m)
     spice_value = _spice(tok_g, tok_r) if spice and not why else f"{UNAVAILABLE}: {why or 'not requested'}"
     out["SPICE"] = spice_value
-    out["SPIDEr"] = ((out["CIDEr-D"] + spice_value) / 2 if isinstance(spice_value, float)
-                     else f"{UNAVAILABLE}: needs SPICE")
+    out["SPIDEr"] = (
+        (out["CIDEr-D"] + spice_value) / 2 if isinstance(spice_value, float) else f"{UNAVAILABLE}: needs SPICE"
+    )
     return out
 
 

@@ -4,6 +4,7 @@ Predictions are appended to `<out>/predictions.jsonl` batch by batch, so a rerun
 done. Metrics are computed over every prediction at once (`<out>/metrics.json`), with the decoding
 settings, prompt, shot count and missing-file counts recorded beside them.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,24 +37,41 @@ def _shots(pool, pipe, it: Item, k: int):
     return shots, [h.record.id for h in hits]
 
 
-def predict(pipe: AudioFlamingoPipeline, bench: Benchmark, items: list[Item], settings: GenerationSettings,
-            cls_mode: str, shots: int = 0, pool=None) -> list[dict]:
+def predict(
+    pipe: AudioFlamingoPipeline,
+    bench: Benchmark,
+    items: list[Item],
+    settings: GenerationSettings,
+    cls_mode: str,
+    shots: int = 0,
+    pool=None,
+) -> list[dict]:
     out = []
     if bench.task == "classify" and cls_mode == "likelihood":
         for it in items:
             sh, ids = _shots(pool, pipe, it, shots)
-            ranked = pipe.classify(it.audio, it.options, instruction=bench.prompt,
-                                   task_description=bench.task_description, shots=sh)
-            out.append({"id": it.id, "prediction": ranked[0]["label"], "references": it.references,
-                        "scores": {r["label"]: round(r["logprob"], 4) for r in ranked}, "shots": ids})
+            ranked = pipe.classify(
+                it.audio, it.options, instruction=bench.prompt, task_description=bench.task_description, shots=sh
+            )
+            out.append(
+                {
+                    "id": it.id,
+                    "prediction": ranked[0]["label"],
+                    "references": it.references,
+                    "scores": {r["label"]: round(r["logprob"], 4) for r in ranked},
+                    "shots": ids,
+                }
+            )
         return out
     if bench.task == "dialogue":  # each item: the gold turns so far, then the question to answer
         from audioflamingo.text.templates import render_dialogue
 
-        prompts = [render_dialogue([*(it.history or []), (it.instruction, None)], pipe.tokenizer, style=pipe.style) for it in items]
+        prompts = [
+            render_dialogue([*(it.history or []), (it.instruction, None)], pipe.tokenizer, style=pipe.style)
+            for it in items
+        ]
         texts = pipe._generate(prompts, [[it.audio] for it in items], settings)
-        return [{"id": it.id, "prediction": t, "references": it.references, "shots": []}
-                for it, t in zip(items, texts)]
+        return [{"id": it.id, "prediction": t, "references": it.references, "shots": []} for it, t in zip(items, texts)]
     queries, shot_ids = [], []
     for it in items:
         sh, ids = _shots(pool, pipe, it, shots)
@@ -62,8 +80,10 @@ def predict(pipe: AudioFlamingoPipeline, bench: Benchmark, items: list[Item], se
         queries.append(Query(it.audio, instruction, bench.task_description, options, sh))
         shot_ids.append(ids)
     texts = pipe.answer(queries, settings)
-    return [{"id": it.id, "prediction": t, "references": it.references, "shots": ids}
-            for it, t, ids in zip(items, texts, shot_ids)]
+    return [
+        {"id": it.id, "prediction": t, "references": it.references, "shots": ids}
+        for it, t, ids in zip(items, texts, shot_ids)
+    ]
 
 
 def score(bench: Benchmark, records: list[dict], vocabulary: list[str]) -> dict:
@@ -79,9 +99,20 @@ def score(bench: Benchmark, records: list[dict], vocabulary: list[str]) -> dict:
     return out
 
 
-def run_eval(bench_name: str, model_dir, data_dir, out_dir=None, shots: int = 0, rag=None, batch_size: int = 8,
-             settings: GenerationSettings | None = None, cls_mode: str = "likelihood", limit: int | None = None,
-             progress: bool = False, device: str = "cpu") -> dict:
+def run_eval(
+    bench_name: str,
+    model_dir,
+    data_dir,
+    out_dir=None,
+    shots: int = 0,
+    rag=None,
+    batch_size: int = 8,
+    settings: GenerationSettings | None = None,
+    cls_mode: str = "likelihood",
+    limit: int | None = None,
+    progress: bool = False,
+    device: str = "cpu",
+) -> dict:
     from audioflamingo.progress import progress_bar
 
     bench = get(bench_name)
@@ -94,8 +125,10 @@ def run_eval(bench_name: str, model_dir, data_dir, out_dir=None, shots: int = 0,
     present = [it for it in items if it.audio.is_file()]
     missing = [str(it.audio) for it in items if not it.audio.is_file()]
     if not present:
-        raise LayoutError(f"{data}: none of the {len(items)} audio files exist (first expected: "
-                          f"{items[0].audio if items else bench.layout})")
+        raise LayoutError(
+            f"{data}: none of the {len(items)} audio files exist (first expected: "
+            f"{items[0].audio if items else bench.layout})"
+        )
     if shots and rag is None:
         raise ValueError("--shots needs --rag MANIFEST (the labelled examples to retrieve from)")
     settings = settings or GenerationSettings()
@@ -123,13 +156,22 @@ def run_eval(bench_name: str, model_dir, data_dir, out_dir=None, shots: int = 0,
     records = [done[it.id] for it in present]
     vocab = sorted({r for it in items for r in it.references})
     result = {
-        "benchmark": bench.name, "task": bench.task, "model": str(model_dir or "default"), "shots": shots,
-        "rag": str(rag) if rag else None, "prompt": bench.prompt, "task_description": bench.task_description,
+        "benchmark": bench.name,
+        "task": bench.task,
+        "model": str(model_dir or "default"),
+        "shots": shots,
+        "rag": str(rag) if rag else None,
+        "prompt": bench.prompt,
+        "task_description": bench.task_description,
         "classification_mode": cls_mode if bench.task == "classify" else None,
-        "decoding": asdict(settings), "items": len(present), "missing_audio": len(missing),
-        "missing_examples": missing[:20], "newly_predicted": len(todo),
+        "decoding": asdict(settings),
+        "items": len(present),
+        "missing_audio": len(missing),
+        "missing_examples": missing[:20],
+        "newly_predicted": len(todo),
         "clips_per_s": (len(todo) / elapsed) if todo and elapsed > 0 else None,
-        "metrics": score(bench, records, vocab), "paper": bench.paper,
+        "metrics": score(bench, records, vocab),
+        "paper": bench.paper,
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result

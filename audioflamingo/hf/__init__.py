@@ -10,8 +10,15 @@ Kept out of `import audioflamingo` because importing transformers costs seconds 
 CLI's lean runtime avoids; `from audioflamingo import AudioFlamingoForConditionalGeneration` (or the
 processor) imports this module, hence registers too.
 """
-from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
-                          AutoProcessor)
+
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoProcessor,
+)
 
 from audioflamingo.config import MODEL_TYPE
 from audioflamingo.hf.configuration import AudioFlamingoHFConfig
@@ -32,5 +39,11 @@ def register() -> None:
 
 register()
 
-__all__ = ["AudioFlamingoHFConfig", "AudioFlamingoFeatureExtractor", "AudioFlamingoForConditionalGeneration",
-           "AudioFlamingoPreTrainedModel", "AudioFlamingoProcessor", "register"]
+__all__ = [
+    "AudioFlamingoHFConfig",
+    "AudioFlamingoFeatureExtractor",
+    "AudioFlamingoForConditionalGeneration",
+    "AudioFlamingoPreTrainedModel",
+    "AudioFlamingoProcessor",
+    "register",
+]

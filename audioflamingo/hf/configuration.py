@@ -4,6 +4,7 @@ The file keeps the layout `audioflamingo.config.AudioFlamingoConfig` writes (win
 transformation, xattn and lm blocks), so one config.json serves both the lean runtime (which never
 imports transformers) and the Auto classes. `model_type` is what `AutoConfig` dispatches on.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,10 +27,21 @@ class AudioFlamingoHFConfig(PretrainedConfig):
 
     model_type = MODEL_TYPE
 
-    def __init__(self, window: dict | None = None, encoder: dict | None = None, transformation: dict | None = None,
-                 xattn: dict | None = None, lm: dict | None = None, audio_token: str = "<audio>",
-                 sep_token: str = "<SEP>", eoc_token: str = "<EOC>", preset: str = "custom",
-                 prompt_style: str = "paper", special_token_ids: dict[str, int | None] | None = None, **kwargs):
+    def __init__(
+        self,
+        window: dict | None = None,
+        encoder: dict | None = None,
+        transformation: dict | None = None,
+        xattn: dict | None = None,
+        lm: dict | None = None,
+        audio_token: str = "<audio>",
+        sep_token: str = "<SEP>",
+        eoc_token: str = "<EOC>",
+        preset: str = "custom",
+        prompt_style: str = "paper",
+        special_token_ids: dict[str, int | None] | None = None,
+        **kwargs,
+    ):
         defaults = AudioFlamingoConfig().to_dict()
         self.window = window if window is not None else defaults["window"]
         self.encoder = encoder if encoder is not None else defaults["encoder"]

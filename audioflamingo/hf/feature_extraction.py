@@ -4,6 +4,7 @@ The model's encoder computes its own spectrogram from each window (audio/encoder
 "features" here are the windows themselves: mono, resampled, peak-normalised samples cut exactly as
 `audio.windows.make_windows` cuts them (the same code the CLI and the Python API use).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,22 +30,41 @@ class AudioFlamingoFeatureExtractor(FeatureExtractionMixin):
 
     model_input_names = ["input_features", "audio_windows"]
 
-    def __init__(self, sampling_rate: int = 16000, window_seconds: float = 10.0, hop_seconds: float = 10.0,
-                 max_windows: int = 30, long_audio: str = "first", max_duration_seconds: float = 3600.0, **kwargs):
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        window_seconds: float = 10.0,
+        hop_seconds: float = 10.0,
+        max_windows: int = 30,
+        long_audio: str = "first",
+        max_duration_seconds: float = 3600.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.sampling_rate, self.window_seconds, self.hop_seconds = sampling_rate, window_seconds, hop_seconds
         self.max_windows, self.long_audio, self.max_duration_seconds = max_windows, long_audio, max_duration_seconds
 
     @property
     def window(self) -> WindowConfig:
-        return WindowConfig(sample_rate=self.sampling_rate, window_seconds=self.window_seconds,
-                            hop_seconds=self.hop_seconds, max_windows=self.max_windows,
-                            long_audio=self.long_audio, max_duration_seconds=self.max_duration_seconds)  # type: ignore[arg-type]
+        return WindowConfig(
+            sample_rate=self.sampling_rate,
+            window_seconds=self.window_seconds,
+            hop_seconds=self.hop_seconds,
+            max_windows=self.max_windows,
+            long_audio=self.long_audio,
+            max_duration_seconds=self.max_duration_seconds,
+        )  # type: ignore[arg-type]
 
     @classmethod
     def from_window(cls, w: WindowConfig) -> "AudioFlamingoFeatureExtractor":
-        return cls(sampling_rate=w.sample_rate, window_seconds=w.window_seconds, hop_seconds=w.hop_seconds,
-                   max_windows=w.max_windows, long_audio=w.long_audio, max_duration_seconds=w.max_duration_seconds)
+        return cls(
+            sampling_rate=w.sample_rate,
+            window_seconds=w.window_seconds,
+            hop_seconds=w.hop_seconds,
+            max_windows=w.max_windows,
+            long_audio=w.long_audio,
+            max_duration_seconds=w.max_duration_seconds,
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -56,8 +76,9 @@ class AudioFlamingoFeatureExtractor(FeatureExtractionMixin):
             return cls.from_window(WindowConfig(**window))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
-    def __call__(self, audio: Any, sampling_rate: int | None = None, return_tensors: str | None = "pt",
-                 **kwargs) -> BatchFeature:
+    def __call__(
+        self, audio: Any, sampling_rate: int | None = None, return_tensors: str | None = "pt", **kwargs
+    ) -> BatchFeature:
         """audio: a path, a 1-D/2-D array (frames[, channels]) at `sampling_rate` (default: the
         encoder's rate), an {"array", "sampling_rate"} dict, or a list of these."""
         from audioflamingo.audio.inputs import as_clip_list, load_clip

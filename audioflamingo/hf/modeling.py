@@ -5,6 +5,7 @@ Python API run, which must not import transformers): it holds that model's parts
 names, so the state dicts, hence the model.safetensors files, are one and the same, and generation
 goes through the same audio-state and sampling code (model/fusion.py, model/sampling.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,9 @@ class AudioFlamingoForConditionalGeneration(AudioFlamingoPreTrainedModel):
         self.post_init()
 
     # ------------------------------------------------------------------ audio
-    def audio_state(self, input_ids: torch.Tensor, input_features: torch.Tensor | None,
-                    audio_windows: torch.Tensor | None) -> AudioState | None:
+    def audio_state(
+        self, input_ids: torch.Tensor, input_features: torch.Tensor | None, audio_windows: torch.Tensor | None
+    ) -> AudioState | None:
         if input_features is None or audio_windows is None:
             return None
         counts = [int(c) for c in audio_windows.reshape(-1).tolist()]
@@ -58,22 +60,37 @@ class AudioFlamingoForConditionalGeneration(AudioFlamingoPreTrainedModel):
             raise ValueError(f"{len(counts)} clips in input_features for {sum(per_row)} <audio> tokens in input_ids")
         frames = input_features.to(self.core.device, torch.float32)
         with torch.set_grad_enabled(self.training and any(p.requires_grad for p in self.core.encoder.parameters())):
-            feats = torch.cat([self.core.encoder(frames[s:s + 64]) for s in range(0, len(frames), 64)]) \
-                if len(frames) else frames.new_zeros(0)
+            feats = (
+                torch.cat([self.core.encoder(frames[s : s + 64]) for s in range(0, len(frames), 64)])
+                if len(frames)
+                else frames.new_zeros(0)
+            )
         clips = list(torch.split(feats, counts)) if counts else []
         it = iter(clips)
         return self.core.audio_state([[next(it) for _ in range(n)] for n in per_row])
 
     # ------------------------------------------------------------------ text
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                input_features: torch.Tensor | None = None, audio_windows: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        audio_windows: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ):
         state = self.audio_state(input_ids, input_features, audio_windows)
         return self.core(input_ids, attention_mask, audio=state, labels=labels, **kwargs)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 input_features: torch.Tensor | None = None, audio_windows: torch.Tensor | None = None, **kwargs):
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        audio_windows: torch.Tensor | None = None,
+        **kwargs,
+    ):
         """Greedy by default; do_sample/temperature/top_k/top_p/seed, num_beams, max_new_tokens as in
         `AudioFlamingo.generate`. Returns the prompt followed by the new tokens (decoder-only)."""
         if attention_mask is None:
@@ -86,8 +103,7 @@ class AudioFlamingoForConditionalGeneration(AudioFlamingoPreTrainedModel):
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, config=None, dtype=None, device_map=None,
-                        **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, config=None, dtype=None, device_map=None, **kwargs):
         """A model directory (config.json + model.safetensors, from this class, `AudioFlamingo`,
         `audioflamingo init/train/convert`). Loaded strictly by the core loader, so every directory
         that loads there loads here, including ones written before this class existed."""
@@ -95,15 +111,19 @@ class AudioFlamingoForConditionalGeneration(AudioFlamingoPreTrainedModel):
         if isinstance(dtype, str):
             dtype = None if dtype == "auto" else getattr(torch, dtype)
         core = AudioFlamingo.from_pretrained(Path(pretrained_model_name_or_path), device=device, dtype=dtype)
-        hf_config = AudioFlamingoHFConfig.from_core(core.config, special_token_ids=dataclasses.asdict(core.special),
-                                                    architectures=[cls.__name__])
+        hf_config = AudioFlamingoHFConfig.from_core(
+            core.config, special_token_ids=dataclasses.asdict(core.special), architectures=[cls.__name__]
+        )
         return cls(hf_config, core=core)
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:  # type: ignore[override]
         """The core's files, with config.json in transformers' form (a superset: the core reads it)."""
         self.core.save_pretrained(save_directory)
-        cfg = AudioFlamingoHFConfig.from_core(self.core.config, special_token_ids=dataclasses.asdict(self.core.special),
-                                              architectures=[type(self).__name__])
+        cfg = AudioFlamingoHFConfig.from_core(
+            self.core.config,
+            special_token_ids=dataclasses.asdict(self.core.special),
+            architectures=[type(self).__name__],
+        )
         cfg.save_pretrained(save_directory)
         self.config = cfg
 
@@ -118,8 +138,10 @@ def _build_core(config: AudioFlamingoHFConfig) -> AudioFlamingo:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if not config.special_token_ids:
-        raise ValueError("building an audioflamingo model from a config needs config.special_token_ids "
-                         "(the tokenizer's <audio>, <SEP>, <EOC>, eos, bos, pad ids)")
+        raise ValueError(
+            "building an audioflamingo model from a config needs config.special_token_ids "
+            "(the tokenizer's <audio>, <SEP>, <EOC>, eos, bos, pad ids)"
+        )
     lm_cfg = dict(config.lm)
     lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_cfg.pop("model_type"), **lm_cfg))
     ids = config.special_token_ids
@@ -130,6 +152,12 @@ def _build_core(config: AudioFlamingoHFConfig) -> AudioFlamingo:
             raise ValueError(f"config.special_token_ids has no {name!r} id")
         return int(value)
 
-    special = SpecialIds(audio=required("audio"), sep=required("sep"), eoc=required("eoc"), eos=ids.get("eos"),
-                         bos=ids.get("bos"), pad=required("pad"))
+    special = SpecialIds(
+        audio=required("audio"),
+        sep=required("sep"),
+        eoc=required("eoc"),
+        eos=ids.get("eos"),
+        bos=ids.get("bos"),
+        pad=required("pad"),
+    )
     return AudioFlamingo(config.to_core(), lm, special)

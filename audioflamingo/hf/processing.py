@@ -10,6 +10,7 @@ template the model was trained on (text/templates.py: task description, `<audio>
 options, `<SEP>`), so the ids equal those the Python API and the CLI feed the model. A text that
 already holds `<audio>` is taken as a finished prompt and only tokenised.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,15 @@ from transformers.processing_utils import ProcessorMixin
 
 from audioflamingo.audio.inputs import as_clip_list
 from audioflamingo.hf.feature_extraction import FEATURE_NAME, AudioFlamingoFeatureExtractor
-from audioflamingo.text.templates import (DEFAULT_INSTRUCTIONS, TASK_DESCRIPTIONS, Example, Rendered, render_dialogue,
-                                          render_single,
-                                          tokenize)
+from audioflamingo.text.templates import (
+    DEFAULT_INSTRUCTIONS,
+    TASK_DESCRIPTIONS,
+    Example,
+    Rendered,
+    render_dialogue,
+    render_single,
+    tokenize,
+)
 
 PROCESSOR_NAME = "processor_config.json"
 
@@ -34,8 +41,14 @@ class AudioFlamingoProcessor(ProcessorMixin):
     """prompt_style: "paper" (the paper's templates, models trained here) or "af1" (the official AF1
     inference prompts, for converted checkpoints); taken from the model's config.json on loading."""
 
-    def __init__(self, feature_extractor=None, tokenizer=None, prompt_style: str = "paper",
-                 audio_token: str = "<audio>", **kwargs):
+    def __init__(
+        self,
+        feature_extractor=None,
+        tokenizer=None,
+        prompt_style: str = "paper",
+        audio_token: str = "<audio>",
+        **kwargs,
+    ):
         self.prompt_style, self.audio_token = prompt_style, audio_token
         super().__init__(feature_extractor, tokenizer, **kwargs)
 
@@ -44,16 +57,31 @@ class AudioFlamingoProcessor(ProcessorMixin):
         """Model directories written before processors existed (no processor_config.json) are
         assembled from their config.json and tokenizer files."""
         d = Path(pretrained_model_name_or_path)
-        if d.is_dir() and not (d / PROCESSOR_NAME).is_file() and not (d / FEATURE_NAME).is_file() \
-                and (d / "config.json").is_file():
+        if (
+            d.is_dir()
+            and not (d / PROCESSOR_NAME).is_file()
+            and not (d / FEATURE_NAME).is_file()
+            and (d / "config.json").is_file()
+        ):
             cfg = json.loads((d / "config.json").read_text())
-            return cls(AudioFlamingoFeatureExtractor.from_pretrained(d), AutoTokenizer.from_pretrained(str(d)),
-                       prompt_style=cfg.get("prompt_style", "paper"), audio_token=cfg.get("audio_token", "<audio>"))
+            return cls(
+                AudioFlamingoFeatureExtractor.from_pretrained(d),
+                AutoTokenizer.from_pretrained(str(d)),
+                prompt_style=cfg.get("prompt_style", "paper"),
+                audio_token=cfg.get("audio_token", "<audio>"),
+            )
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
-    def __call__(self, audio: Any = None, text: str | Sequence[str] | None = None, task: str | None = None,
-                 options: Sequence[str] | None = None, sampling_rate: int | None = None,
-                 return_tensors: str = "pt", **kwargs) -> BatchFeature:
+    def __call__(
+        self,
+        audio: Any = None,
+        text: str | Sequence[str] | None = None,
+        task: str | None = None,
+        options: Sequence[str] | None = None,
+        sampling_rate: int | None = None,
+        return_tensors: str = "pt",
+        **kwargs,
+    ) -> BatchFeature:
         """audio: one clip or a list (paths, arrays, (array, rate) tuples, {"array", "sampling_rate"}
         dicts); text: one instruction per clip (a single string is used for every clip; None: the
         caption instruction); task: "caption", "aqa", "classify" or "dialogue" (default, per clip:
@@ -69,15 +97,17 @@ class AudioFlamingoProcessor(ProcessorMixin):
         rows = [self._render(t, task or ("caption" if t is None else "aqa"), options) for t in texts]
         n_audio = sum(self.tokenizer.convert_tokens_to_ids(self.audio_token) == i for ids in rows for i in ids)
         if n_audio != len(clips):
-            raise ValueError(f"{len(clips)} audio clip(s) for {n_audio} {self.audio_token} token(s) in the prompts; "
-                             "give one clip per prompt (or one per audio token of a finished prompt)")
+            raise ValueError(
+                f"{len(clips)} audio clip(s) for {n_audio} {self.audio_token} token(s) in the prompts; "
+                "give one clip per prompt (or one per audio token of a finished prompt)"
+            )
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):  # left padding: generation continues every row at its end
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
         features = self.feature_extractor(clips, sampling_rate=sampling_rate)
         return BatchFeature({"input_ids": ids, "attention_mask": mask, **features})
 
@@ -86,10 +116,12 @@ class AudioFlamingoProcessor(ProcessorMixin):
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         instruction = text if text is not None else DEFAULT_INSTRUCTIONS.get(task, DEFAULT_INSTRUCTIONS["caption"])
         if task == "dialogue":  # one user turn, the assistant's to write
-            return tokenize(render_dialogue([(instruction, None)], self.tokenizer, style=self.prompt_style),
-                            self.tokenizer)[0]
-        rendered: Rendered = render_single(TASK_DESCRIPTIONS[task], Example(instruction, None, options),
-                                           self.tokenizer, self.prompt_style)
+            return tokenize(
+                render_dialogue([(instruction, None)], self.tokenizer, style=self.prompt_style), self.tokenizer
+            )[0]
+        rendered: Rendered = render_single(
+            TASK_DESCRIPTIONS[task], Example(instruction, None, options), self.tokenizer, self.prompt_style
+        )
         return tokenize(rendered, self.tokenizer)[0]
 
     @property

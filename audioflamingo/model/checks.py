@@ -5,6 +5,7 @@ positive) and the LM section's sizes; `model.safetensors` by its header (complet
 the tokenizer files by existence and parse. A folder that passes still fails on a weights/config
 mismatch, but that message already names the file (AudioFlamingo.from_pretrained).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,18 +17,37 @@ from audioflamingo.config import AudioFlamingoConfig, EncoderConfig, Transformat
 from audioflamingo.errors import ModelLoadError
 from audioflamingo.files import check_safetensors, read_json, require_file
 
-SECTIONS = {"window": WindowConfig, "encoder": EncoderConfig, "transformation": TransformationConfig,
-            "xattn": XAttnConfig}
+SECTIONS = {
+    "window": WindowConfig,
+    "encoder": EncoderConfig,
+    "transformation": TransformationConfig,
+    "xattn": XAttnConfig,
+}
 # Sizes that build tensors or divide: zero or negative ones crash deep inside torch.
-POSITIVE = {"window": ("sample_rate", "window_seconds", "hop_seconds", "max_windows", "max_duration_seconds"),
-            "encoder": ("dim", "n_mels", "hidden"),
-            "transformation": ("dim", "num_heads", "ffn_dim", "max_positions", "rotary_base"),
-            "xattn": ("every_n_layers", "heads", "dim_head", "ff_mult")}
+POSITIVE = {
+    "window": ("sample_rate", "window_seconds", "hop_seconds", "max_windows", "max_duration_seconds"),
+    "encoder": ("dim", "n_mels", "hidden"),
+    "transformation": ("dim", "num_heads", "ffn_dim", "max_positions", "rotary_base"),
+    "xattn": ("every_n_layers", "heads", "dim_head", "ff_mult"),
+}
 NON_NEGATIVE = {"transformation": ("num_layers",)}
 # LM config keys (transformers names, several families) that must be positive integers when present.
-LM_SIZES = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size", "intermediate_size",
-            "vocab_size", "head_dim", "max_position_embeddings", "n_layer", "n_head", "n_embd", "n_positions",
-            "ffn_dim", "word_embed_proj_dim")
+LM_SIZES = (
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_size",
+    "intermediate_size",
+    "vocab_size",
+    "head_dim",
+    "max_position_embeddings",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "n_positions",
+    "ffn_dim",
+    "word_embed_proj_dim",
+)
 # Files a saved slow tokenizer may have instead of tokenizer.json.
 SLOW_TOKENIZER_FILES = ("vocab.json", "tokenizer.model", "spiece.model", "vocab.txt", "sentencepiece.bpe.model")
 
@@ -59,8 +79,9 @@ def _describe(hint: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if origin is not None and origin is not dict:
         return " or ".join(_describe(h) for h in typing.get_args(hint))
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            type(None): "null"}.get(hint, getattr(hint, "__name__", str(hint)))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
 
 
 def _check_section(path: Path, name: str, raw: Any, cls) -> None:
@@ -100,8 +121,9 @@ def _check_lm(path: Path, lm: Any) -> None:
         raise ModelLoadError(f"{path}: lm.hidden_size ({hidden}) is not divisible by lm.num_attention_heads ({heads})")
     kv = lm.get("num_key_value_heads")
     if heads and kv and heads % kv:
-        raise ModelLoadError(f"{path}: lm.num_attention_heads ({heads}) is not divisible by "
-                             f"lm.num_key_value_heads ({kv})")
+        raise ModelLoadError(
+            f"{path}: lm.num_attention_heads ({heads}) is not divisible by lm.num_key_value_heads ({kv})"
+        )
 
 
 def load_config(path: str | Path) -> AudioFlamingoConfig:
@@ -149,8 +171,9 @@ def check_tokenizer_files(directory: str | Path) -> None:
 def check_tokenizer(tokenizer, directory: str | Path) -> None:
     """What generation needs of a loaded tokenizer: a pad token (batches are padded with it)."""
     if tokenizer.pad_token_id is None:
-        raise ModelLoadError(f"{Path(directory) / 'tokenizer_config.json'}: defines no pad token (pad_token), "
-                             "which batching needs")
+        raise ModelLoadError(
+            f"{Path(directory) / 'tokenizer_config.json'}: defines no pad token (pad_token), which batching needs"
+        )
 
 
 def check_model_dir(directory: str | Path, weights_name: str, config_name: str) -> AudioFlamingoConfig:
@@ -182,8 +205,9 @@ def build_lm(lm_config: dict, lite: bool, config_path: str | Path):
         try:
             hf_config = AutoConfig.for_model(model_type, **lm_cfg)
         except ValueError:
-            raise ModelLoadError(f"{config_path}: lm.model_type {model_type!r} is not a language model this "
-                                 "transformers version knows") from None
+            raise ModelLoadError(
+                f"{config_path}: lm.model_type {model_type!r} is not a language model this transformers version knows"
+            ) from None
         return AutoModelForCausalLM.from_config(hf_config)
     except ModelLoadError:
         raise

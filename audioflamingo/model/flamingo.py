@@ -1,4 +1,5 @@
 """AudioFlamingo: audio encoder -> transformation layers -> gated xattn-dense inside an HF causal LM."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,9 @@ class ClipCache:
 
 
 class AudioFlamingo(nn.Module):
-    def __init__(self, config: AudioFlamingoConfig, lm: nn.Module, special: SpecialIds,
-                 encoder: AudioEncoder | None = None):
+    def __init__(
+        self, config: AudioFlamingoConfig, lm: nn.Module, special: SpecialIds, encoder: AudioEncoder | None = None
+    ):
         super().__init__()
         self.config, self.special = config, special
         self.lm = lm
@@ -76,8 +78,9 @@ class AudioFlamingo(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.transformation.parameters()).dtype
 
-    def encode_clips(self, waves: Sequence[np.ndarray], names: Sequence[str] | None = None,
-                     chunk: int = 64) -> list[torch.Tensor]:
+    def encode_clips(
+        self, waves: Sequence[np.ndarray], names: Sequence[str] | None = None, chunk: int = 64
+    ) -> list[torch.Tensor]:
         """Encoder features (windows, tokens, dim) per clip, all windows batched together, cached."""
         names = names or [f"<clip {i}>" for i in range(len(waves))]
         w = self.config.window
@@ -127,8 +130,15 @@ class AudioFlamingo(nn.Module):
             self._silence = (key, silent.detach())
         silent = self._silence[1]
         real = [[c.shape[0] for c in row] for row in clips]
-        filled = [[torch.cat([c, silent.to(c).expand(w.max_windows - len(c), *c.shape[1:])]) if len(c) < w.max_windows
-                   else c for c in row] for row in clips]
+        filled = [
+            [
+                torch.cat([c, silent.to(c).expand(w.max_windows - len(c), *c.shape[1:])])
+                if len(c) < w.max_windows
+                else c
+                for c in row
+            ]
+            for row in clips
+        ]
         return self._pack(filled, cache_kv, real_windows=real)
 
     def _pack(self, clips, cache_kv: bool, real_windows: list[list[int]] | None = None) -> AudioState:
@@ -157,8 +167,9 @@ class AudioFlamingo(nn.Module):
             y[present] = self.transformation(xp, valid[present], filled[present] if real_windows else None)
         audio = y.view(b, j_max * l_max, -1)
         key_audio = torch.arange(j_max, device=dev).repeat_interleave(l_max)[None].expand(b, -1)
-        return AudioState(audio=audio, key_audio=key_audio.contiguous(),
-                          key_valid=valid.view(b, j_max * l_max), cache_kv=cache_kv)
+        return AudioState(
+            audio=audio, key_audio=key_audio.contiguous(), key_valid=valid.view(b, j_max * l_max), cache_kv=cache_kv
+        )
 
     @contextlib.contextmanager
     def conditioned(self, state: AudioState | None):
@@ -250,8 +261,11 @@ class AudioFlamingo(nn.Module):
 
             from audioflamingo.base_parts import trained_state
 
-            save_file(trained_state(self, self.config.base_parts), str(tmp),
-                      metadata={"format": "pt", "library": "audioflamingo"})
+            save_file(
+                trained_state(self, self.config.base_parts),
+                str(tmp),
+                metadata={"format": "pt", "library": "audioflamingo"},
+            )
         else:
             save_model(self, str(tmp), metadata={"format": "pt", "library": "audioflamingo"})
         tmp.replace(d / WEIGHTS_NAME)
@@ -259,9 +273,15 @@ class AudioFlamingo(nn.Module):
             tokenizer.save_pretrained(str(d))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, lite: bool = False, positions: str | None = None,
-                        tokenizer=None) -> "AudioFlamingo":
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        lite: bool = False,
+        positions: str | None = None,
+        tokenizer=None,
+    ) -> "AudioFlamingo":
         """Load a directory written by `save_pretrained`; returns the model (strict). The tokenizer has
         its own loader (`text.lite_tokenizer.load_tokenizer`); pass the one you loaded as `tokenizer`
         to spare reading it twice (the model needs its special-token ids).
@@ -296,12 +316,16 @@ class AudioFlamingo(nn.Module):
         try:
             missing, unexpected = load_model(model, str(d / WEIGHTS_NAME), strict=not derived)
         except RuntimeError as err:
-            raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({str(err).splitlines()[0]})") from None
+            raise ModelLoadError(
+                f"{d / WEIGHTS_NAME}: weights do not match config ({str(err).splitlines()[0]})"
+            ) from None
         except SafetensorError as err:  # the header was checked; this is damage further in
             raise ModelLoadError(f"{d / WEIGHTS_NAME}: corrupt weights file ({str(err).splitlines()[0]})") from None
         if set(missing) - derived or set(unexpected) - derived:
             extra = sorted((set(missing) | set(unexpected)) - derived)
-            raise ModelLoadError(f"{d / WEIGHTS_NAME}: weights do not match config ({len(extra)} keys, e.g. {extra[0]})")
+            raise ModelLoadError(
+                f"{d / WEIGHTS_NAME}: weights do not match config ({len(extra)} keys, e.g. {extra[0]})"
+            )
         model.eval()
         model.requires_grad_(False)  # inference; training stages choose what to train (set_trainable)
         if dtype is not None:
@@ -322,7 +346,7 @@ def _lite_can_decode(kw: dict) -> bool:
     """Greedy decoding without a streamer is all `LiteCausalLM.generate` does (sampling is greedy
     decoding over seeded processors by then)."""
     simple = {"max_new_tokens", "eos_token_id", "pad_token_id", "logits_processor", "num_beams", "do_sample"}
-    return (set(kw) <= simple and int(kw.get("num_beams") or 1) == 1 and not kw.get("do_sample"))
+    return set(kw) <= simple and int(kw.get("num_beams") or 1) == 1 and not kw.get("do_sample")
 
 
 def _accepts_position_ids(lm: nn.Module) -> bool:

@@ -12,6 +12,7 @@ moved between transformers releases (`past_key_values` -> `cache` in 5.24) and a
 restarted the count at every step, the official code's defect. The LM's own `attention_mask`
 (a stable forward argument) is used only to check that a step continues what was counted.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,7 +80,8 @@ class AudioState:
             raise AudioPlacementError(
                 f"cannot place an LM call of {t} tokens with an attention mask over {mask_width}: "
                 f"{self.counted} tokens were counted before it in this pass (only a continuation of the "
-                "same pass can be conditioned on audio; start a new one with a fresh model call)")
+                "same pass can be conditioned on audio; start a new one with a fresh model call)"
+            )
         start = self.last_count if self.counted else None
         count = running_audio_count(input_ids, audio_token_id, start)
         self.last_count = count[:, -1]
@@ -135,9 +137,7 @@ class FlamingoFusion(nn.Module):
         self._layers = list(find_decoder_layers(lm))
         self._handles = [lm.register_forward_pre_hook(self._on_lm_call, with_kwargs=True)]
         for i in self.layer_ids:
-            self._handles.append(
-                self._layers[i].register_forward_pre_hook(self._make_layer_hook(i), with_kwargs=True)
-            )
+            self._handles.append(self._layers[i].register_forward_pre_hook(self._make_layer_hook(i), with_kwargs=True))
 
     def _on_lm_call(self, module, args, kwargs):
         st = self.state
@@ -165,7 +165,9 @@ class FlamingoFusion(nn.Module):
             else:
                 hidden = kwargs["hidden_states"]
             if st is None:
-                new = block(hidden, *self._empty_kv(hidden), hidden.new_zeros(hidden.shape[:2] + (0,), dtype=torch.bool))
+                new = block(
+                    hidden, *self._empty_kv(hidden), hidden.new_zeros(hidden.shape[:2] + (0,), dtype=torch.bool)
+                )
             else:
                 k, v = self._kv(idx, block, st)
                 mask = cross_attention_mask(st.query_sample, st.key_audio, st.key_valid)

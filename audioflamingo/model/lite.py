@@ -8,6 +8,7 @@ decoding. Anything more (beams, sampling, streaming, training) goes back to the 
 through `AudioFlamingo.use_hf_lm`, which loads these very tensors into it. Parity with transformers is
 tested (logits and greedy output) in tests/model/test_lite.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,9 +23,14 @@ SUPPORTED = ("qwen2", "llama")
 def supports(lm_config: dict) -> bool:
     """Whether `LiteCausalLM` reproduces this transformers config exactly."""
     rope = lm_config.get("rope_parameters") or {"rope_type": "default"}
-    return (lm_config.get("model_type") in SUPPORTED and rope.get("rope_type", "default") == "default"
-            and not lm_config.get("use_sliding_window") and lm_config.get("hidden_act", "silu") == "silu"
-            and not lm_config.get("mlp_bias") and lm_config.get("pretraining_tp", 1) == 1)
+    return (
+        lm_config.get("model_type") in SUPPORTED
+        and rope.get("rope_type", "default") == "default"
+        and not lm_config.get("use_sliding_window")
+        and lm_config.get("hidden_act", "silu") == "silu"
+        and not lm_config.get("mlp_bias")
+        and lm_config.get("pretraining_tp", 1) == 1
+    )
 
 
 class LiteConfig:
@@ -81,8 +87,11 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(c.hidden_size, self.heads * self.hd, bias=bias)
         self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * self.hd, bias=bias)
         self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * self.hd, bias=bias)
-        self.o_proj = nn.Linear(self.heads * self.hd, c.hidden_size,
-                                bias=c.model_type == "llama" and bool(getattr(c, "attention_bias", False)))
+        self.o_proj = nn.Linear(
+            self.heads * self.hd,
+            c.hidden_size,
+            bias=c.model_type == "llama" and bool(getattr(c, "attention_bias", False)),
+        )
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None):
         b, t, _ = x.shape
@@ -95,7 +104,7 @@ class Attention(nn.Module):
         rep = self.heads // self.kv_heads
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.hd ** -0.5)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.hd**-0.5)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -146,15 +155,25 @@ class LiteCausalLM(nn.Module):
         super().__init__()
         self.config = config if isinstance(config, LiteConfig) else LiteConfig(config)
         if not supports(self.config.to_dict()):
-            raise ValueError(f"LiteCausalLM cannot run model_type {self.config.to_dict().get('model_type')!r} "
-                             "with these settings; use the transformers model")
+            raise ValueError(
+                f"LiteCausalLM cannot run model_type {self.config.to_dict().get('model_type')!r} "
+                "with these settings; use the transformers model"
+            )
         self.model = Backbone(self.config)
         self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
         if getattr(self.config, "tie_word_embeddings", True):
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values: KVCache | None = None,
-                use_cache: bool = False, labels=None, **unused) -> LiteOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        labels=None,
+        **unused,
+    ) -> LiteOutput:
         if labels is not None:
             raise ValueError("LiteCausalLM is for inference; train the transformers model")
         b, t = input_ids.shape
@@ -163,7 +182,9 @@ class LiteCausalLM(nn.Module):
             attention_mask = torch.ones(b, past + t, dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, past:]
-        cache = past_key_values if past_key_values is not None else (KVCache(len(self.model.layers)) if use_cache else None)
+        cache = (
+            past_key_values if past_key_values is not None else (KVCache(len(self.model.layers)) if use_cache else None)
+        )
         h = self.model.embed_tokens(input_ids)
         freqs = position_ids[..., None].float() * self.model.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)[:, None]
@@ -179,11 +200,23 @@ class LiteCausalLM(nn.Module):
         return LiteOutput(self.lm_head(self.model.norm(h)), cache if use_cache else None)
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, max_new_tokens: int = 64, eos_token_id=None,
-                 pad_token_id: int = 0, logits_processor=None, **unused):
+    def generate(
+        self,
+        input_ids,
+        attention_mask,
+        max_new_tokens: int = 64,
+        eos_token_id=None,
+        pad_token_id: int = 0,
+        logits_processor=None,
+        **unused,
+    ):
         """Greedy decoding with a KV cache; finished rows get `pad_token_id`, as in transformers."""
-        eos = torch.tensor(eos_token_id if isinstance(eos_token_id, (list, tuple)) else
-                           ([] if eos_token_id is None else [eos_token_id]), device=input_ids.device)
+        eos = torch.tensor(
+            eos_token_id
+            if isinstance(eos_token_id, (list, tuple))
+            else ([] if eos_token_id is None else [eos_token_id]),
+            device=input_ids.device,
+        )
         seq, mask = input_ids, attention_mask.long()
         done = torch.zeros(len(seq), dtype=torch.bool, device=seq.device)
         out = self(input_ids=seq, attention_mask=mask, use_cache=True)
@@ -200,7 +233,7 @@ class LiteCausalLM(nn.Module):
                 break
             mask = torch.cat([mask, mask.new_ones(len(seq), 1)], dim=1)
             pos = (mask.cumsum(-1) - 1)[:, -1:]
-            out = self(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
-                       use_cache=True)
+            out = self(
+                input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+            )
         return seq
-

@@ -8,12 +8,15 @@ The sample index is a running count, so during KV-cached decoding only the count
 cached prefix needs to be carried: new tokens continue it. (The official code rebuilt the mask from
 the one-token window during decoding, so every generated token saw only the first audio.)
 """
+
 from __future__ import annotations
 
 import torch
 
 
-def running_audio_count(input_ids: torch.Tensor, audio_token_id: int, start: torch.Tensor | None = None) -> torch.Tensor:
+def running_audio_count(
+    input_ids: torch.Tensor, audio_token_id: int, start: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, T) number of `<audio>` tokens at or before each position, continuing from `start` (B,)."""
     count = (input_ids == audio_token_id).long().cumsum(dim=1)
     if start is not None:

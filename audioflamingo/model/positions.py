@@ -1,4 +1,5 @@
 """Position encodings of the representation transformation layers."""
+
 from __future__ import annotations
 
 import math

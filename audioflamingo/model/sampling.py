@@ -13,6 +13,7 @@ Temperature, top-k and top-p are applied first, in transformers' order and with 
 against its warpers); they are a few lines each, written here so the lean runtime need not import
 transformers.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -92,8 +93,13 @@ class GumbelNoise:
         return (scores.double() + g.to(scores.device)).to(scores.dtype)
 
 
-def sampling_processors(batch: int, temperature: float | None = None, top_k: int | None = None,
-                        top_p: float | None = None, seed: int | Sequence[int] | None = None) -> list:
+def sampling_processors(
+    batch: int,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | Sequence[int] | None = None,
+) -> list:
     """Processors that turn greedy decoding into seeded sampling (see the module docstring).
 
     seed: one int for every row, one per row, or None (one seed drawn from torch's global generator,

@@ -6,6 +6,7 @@ code, padded windows are masked as keys, and their outputs are zeroed so they ca
 `padded_windows="official"` (imported AF1 weights) lets the caller pass silence windows that are
 attended, as the official code did (see TransformationConfig).
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, key_mask, rotary: RotaryTime | None, angles):
         b, n, d = x.shape
-        q, k, v = (w(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-                   for w in (self.w_qs, self.w_ks, self.w_vs))
+        q, k, v = (
+            w(x).view(b, n, self.heads, d // self.heads).transpose(1, 2) for w in (self.w_qs, self.w_ks, self.w_vs)
+        )
         if rotary is not None:
             q, k = rotary.apply(q, angles), rotary.apply(k, angles)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)

@@ -6,6 +6,7 @@
 Both gates start at 0, so a freshly wrapped LM computes exactly what it computed before.
 Projections are bias-free, as in the official layers (parameter names match them too).
 """
+
 from __future__ import annotations
 
 import torch

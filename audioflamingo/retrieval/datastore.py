@@ -9,6 +9,7 @@
 `index build` writes a new store; `index add` appends; `query` returns the k nearest examples with
 their squared L2 distances. A store built with another encoder (or dimension) is refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ import numpy as np
 
 from audioflamingo.data.manifest import Record, load_manifest
 from audioflamingo.errors import AudioFlamingoError
+
 
 class DatastoreError(AudioFlamingoError):
     pass
@@ -47,35 +49,48 @@ class Datastore:
 
     # ------------------------------------------------------------------ create / open
     @classmethod
-    def create(cls, directory: str | Path, embedder_name: str, dim: int, kind: str = "exact",
-               train_vectors: np.ndarray | None = None) -> "Datastore":
+    def create(
+        cls,
+        directory: str | Path,
+        embedder_name: str,
+        dim: int,
+        kind: str = "exact",
+        train_vectors: np.ndarray | None = None,
+    ) -> "Datastore":
         d = Path(directory)
         if (d / "datastore.json").exists():
             raise DatastoreError(f"{d}: a datastore already exists here (use `index add`, or another --out)")
         d.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(d / "meta.sqlite"))
-        db.execute("CREATE TABLE IF NOT EXISTS meta (row INTEGER PRIMARY KEY, id TEXT, audio TEXT, "
-                   "offset REAL, duration REAL, task TEXT, instruction TEXT, output TEXT, options TEXT, source TEXT)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS meta (row INTEGER PRIMARY KEY, id TEXT, audio TEXT, "
+            "offset REAL, duration REAL, task TEXT, instruction TEXT, output TEXT, options TEXT, source TEXT)"
+        )
         info = {"format": 1, "encoder": embedder_name, "dim": dim, "kind": kind, "count": 0}
         return cls(d, _new_index(kind, dim, train_vectors), info, db)
 
     @classmethod
-    def open(cls, directory: str | Path, embedder_name: str | None = None, dim: int | None = None,
-             mmap: bool = True) -> "Datastore":
+    def open(
+        cls, directory: str | Path, embedder_name: str | None = None, dim: int | None = None, mmap: bool = True
+    ) -> "Datastore":
         import faiss
 
         d = Path(directory)
         info_file = d / "datastore.json"
         if not info_file.is_file():
-            raise DatastoreError(f"{d}: not a datastore (no datastore.json; build one with `audioflamingo index build`)")
+            raise DatastoreError(
+                f"{d}: not a datastore (no datastore.json; build one with `audioflamingo index build`)"
+            )
         try:
             info = json.loads(info_file.read_text())
         except json.JSONDecodeError as err:
             raise DatastoreError(f"{info_file}: corrupt ({err.msg})") from None
         if embedder_name is not None and info.get("encoder") != embedder_name:
-            raise DatastoreError(f"{d}: built with encoder {info.get('encoder')} (dim {info.get('dim')}), "
-                                 f"but this model's encoder is {embedder_name} (dim {dim}); rebuild the datastore "
-                                 "with this model")
+            raise DatastoreError(
+                f"{d}: built with encoder {info.get('encoder')} (dim {info.get('dim')}), "
+                f"but this model's encoder is {embedder_name} (dim {dim}); rebuild the datastore "
+                "with this model"
+            )
         if dim is not None and info.get("dim") != dim:
             raise DatastoreError(f"{d}: vectors have dimension {info.get('dim')}, this encoder gives {dim}")
         index_file = d / "index.faiss"
@@ -87,7 +102,9 @@ class Datastore:
         except Exception as err:
             raise DatastoreError(f"{index_file}: corrupt index ({str(err).splitlines()[0][:120]})") from None
         if index.ntotal != info.get("count"):
-            raise DatastoreError(f"{index_file}: holds {index.ntotal} vectors but datastore.json says {info.get('count')}")
+            raise DatastoreError(
+                f"{index_file}: holds {index.ntotal} vectors but datastore.json says {info.get('count')}"
+            )
         if not (d / "meta.sqlite").is_file():
             raise DatastoreError(f"{d / 'meta.sqlite'}: missing metadata")
         sp = info.get("search_params", {})
@@ -107,9 +124,24 @@ class Datastore:
         if getattr(self.index, "is_trained", True) is False:
             self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        self.db.executemany("INSERT INTO meta VALUES (?,?,?,?,?,?,?,?,?,?)", [
-            (start + n, r.id, str(r.audio.resolve()), r.offset, r.duration, r.task, r.instruction, r.output,
-             json.dumps(r.options) if r.options is not None else None, r.source) for n, r in enumerate(records)])
+        self.db.executemany(
+            "INSERT INTO meta VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    start + n,
+                    r.id,
+                    str(r.audio.resolve()),
+                    r.offset,
+                    r.duration,
+                    r.task,
+                    r.instruction,
+                    r.output,
+                    json.dumps(r.options) if r.options is not None else None,
+                    r.source,
+                )
+                for n, r in enumerate(records)
+            ],
+        )
         self.info["count"] = start + len(records)
 
     def save(self) -> None:
@@ -132,12 +164,23 @@ class Datastore:
         return int(self.info["count"])
 
     def record(self, row: int) -> Record:
-        r = self.db.execute("SELECT id, audio, offset, duration, task, instruction, output, options, source "
-                            "FROM meta WHERE row = ?", (int(row),)).fetchone()
+        r = self.db.execute(
+            "SELECT id, audio, offset, duration, task, instruction, output, options, source FROM meta WHERE row = ?",
+            (int(row),),
+        ).fetchone()
         if r is None:
             raise DatastoreError(f"{self.dir}: row {row} has no metadata")
-        return Record(id=r[0], audio=Path(r[1]), offset=r[2] or 0.0, duration=r[3], task=r[4], instruction=r[5] or "",
-                      output=r[6] or "", options=json.loads(r[7]) if r[7] else None, source=r[8] or "")
+        return Record(
+            id=r[0],
+            audio=Path(r[1]),
+            offset=r[2] or 0.0,
+            duration=r[3],
+            task=r[4],
+            instruction=r[5] or "",
+            output=r[6] or "",
+            options=json.loads(r[7]) if r[7] else None,
+            source=r[8] or "",
+        )
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
@@ -155,30 +198,50 @@ class Datastore:
             want = min(len(self), want * 2)
 
 
-def build_datastore(manifest: str | Path, out: str | Path, embedder, kind: str = "exact",
-                    cache_dir: str | Path | None = None, progress: bool = False) -> dict:
+def build_datastore(
+    manifest: str | Path,
+    out: str | Path,
+    embedder,
+    kind: str = "exact",
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict:
     from audioflamingo.data.icl import embed_records
 
     records = load_manifest(manifest, needs_audio="a datastore")
-    vectors, rows, computed = embed_records(records, embedder, cache_dir or Path(manifest).parent / ".af-embeddings",
-                                            progress)
+    vectors, rows, computed = embed_records(
+        records, embedder, cache_dir or Path(manifest).parent / ".af-embeddings", progress
+    )
     if not rows:
         raise DatastoreError(f"{manifest}: no readable audio to index")
     store = Datastore.create(out, embedder.name, vectors.shape[1], kind, train_vectors=vectors)
     store.add_vectors(vectors, [records[i] for i in rows])
     store.save()
-    return {"out": str(out), "vectors": len(rows), "skipped_unreadable": len(records) - len(rows),
-            "newly_embedded": computed, "kind": kind, "dim": int(vectors.shape[1])}
+    return {
+        "out": str(out),
+        "vectors": len(rows),
+        "skipped_unreadable": len(records) - len(rows),
+        "newly_embedded": computed,
+        "kind": kind,
+        "dim": int(vectors.shape[1]),
+    }
 
 
-def add_to_datastore(manifest: str | Path, directory: str | Path, embedder, cache_dir=None,
-                     progress: bool = False) -> dict:
+def add_to_datastore(
+    manifest: str | Path, directory: str | Path, embedder, cache_dir=None, progress: bool = False
+) -> dict:
     from audioflamingo.data.icl import embed_records
 
     records = load_manifest(manifest, needs_audio="a datastore")
-    vectors, rows, computed = embed_records(records, embedder, cache_dir or Path(manifest).parent / ".af-embeddings",
-                                            progress)
+    vectors, rows, computed = embed_records(
+        records, embedder, cache_dir or Path(manifest).parent / ".af-embeddings", progress
+    )
     store = Datastore.open(directory, embedder.name, int(vectors.shape[1]) if rows else None, mmap=False)
     store.add_vectors(vectors, [records[i] for i in rows])
     store.save()
-    return {"out": str(directory), "added": len(rows), "total": len(store), "skipped_unreadable": len(records) - len(rows)}
+    return {
+        "out": str(directory),
+        "added": len(rows),
+        "total": len(store),
+        "skipped_unreadable": len(records) - len(rows),
+    }

@@ -5,6 +5,7 @@ L2-normalised (so L2 distance ranks like cosine similarity). It can come from an
 directory (its own encoder) or a Hugging Face CLAP directory (its pooled, projected embedding, as
 the paper's LAION-CLAP neighbours).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,14 +51,17 @@ class ClipEmbedder:
             enc = build_encoder(cfg.encoder, cfg.window)
             check_safetensors(d / "model.safetensors")
             with safe_open(str(d / "model.safetensors"), "pt") as f:
-                sd = {k[len("encoder."):]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
+                sd = {k[len("encoder.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
             enc.load_state_dict(sd, strict=True)
             return cls(enc, cfg.window)
         ecfg = HFClapEncoder.config_from_directory(d, "pooled")
         fe = ecfg.feature_extractor or {}
-        win = WindowConfig(sample_rate=int(fe.get("sampling_rate", 48000)),
-                           window_seconds=float(fe.get("max_length_s", 10)),
-                           hop_seconds=float(fe.get("max_length_s", 10)), max_windows=1)
+        win = WindowConfig(
+            sample_rate=int(fe.get("sampling_rate", 48000)),
+            window_seconds=float(fe.get("max_length_s", 10)),
+            hop_seconds=float(fe.get("max_length_s", 10)),
+            max_windows=1,
+        )
         enc = build_encoder(ecfg, win)
         enc.load_directory_weights(d)
         return cls(enc, win)

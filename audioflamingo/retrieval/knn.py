@@ -3,6 +3,7 @@
 Exact (`IndexFlatL2`) up to `exact_limit` vectors, HNSW above it. A query never gets itself, nor any
 item of its group (other segments of the same recording), as a neighbour.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ def build_index(vectors: np.ndarray, exact_limit: int = 200_000):
     return index
 
 
-def knn_excluding_groups(vectors: np.ndarray, k: int, groups: list[str], exact_limit: int = 200_000,
-                         batch: int = 4096) -> Neighbours:
+def knn_excluding_groups(
+    vectors: np.ndarray, k: int, groups: list[str], exact_limit: int = 200_000, batch: int = 4096
+) -> Neighbours:
     """For every row, its k nearest other rows whose group differs from its own."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)

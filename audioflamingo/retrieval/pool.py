@@ -4,6 +4,7 @@ The one implementation behind `--rag` for caption/ask/classify and `eval --shots
 clip with the model's audio encoder, take the k nearest labelled examples (never from the query's
 own file) and hand them to the interleaved template, nearest last (closest to the query).
 """
+
 from __future__ import annotations
 
 import tempfile

@@ -9,6 +9,7 @@ The event loop only routes: JSON parsing, audio decoding and prompt tokenisation
 thread pool (its size bounds how many requests hold decoded audio at once), generation in the
 batcher's thread, so /health and streams keep flowing while a large request is being read.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,13 +62,17 @@ def make_server(app, host: str, port: int, grace_s: float, log_level: str = "inf
             super().handle_exit(sig, frame)
 
         async def on_tick(self, counter: int) -> bool:
-            if self.drain_signal is not None and not self.should_exit and (
-                    state["active"] == 0 or time.monotonic() - state["since"] > grace_s):
+            if (
+                self.drain_signal is not None
+                and not self.should_exit
+                and (state["active"] == 0 or time.monotonic() - state["since"] > grace_s)
+            ):
                 super().handle_exit(self.drain_signal, None)
             return await super().on_tick(counter)
 
-    return DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                         timeout_graceful_shutdown=int(grace_s)))
+    return DrainingServer(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=int(grace_s))
+    )
 
 
 def model_card(name: str) -> dict:
@@ -102,9 +107,14 @@ def create_app(pipe, cfg: ServeConfig | None = None):
     @app.get("/health")
     async def health():
         b = app.state.batcher
-        return {"status": "ok", "queued": len(b.waiting),  # while draining, the guard answers 503
-                "in_flight": b.in_flight, "batches_run": len(b.batches), "dropped": b.dropped,
-                "largest_batch": max(b.batches, default=0)}
+        return {
+            "status": "ok",
+            "queued": len(b.waiting),  # while draining, the guard answers 503
+            "in_flight": b.in_flight,
+            "batches_run": len(b.batches),
+            "dropped": b.dropped,
+            "largest_batch": max(b.batches, default=0),
+        }
 
     @app.get("/v1/models")
     async def models():
@@ -132,8 +142,10 @@ def create_app(pipe, cfg: ServeConfig | None = None):
         loop = asyncio.get_running_loop()
         raw = await request.body()
         req, prompt, audio, prompt_tokens = await loop.run_in_executor(prep, _prepare, raw, pipe, cfg)
-        jobs = [Job(prompt, audio, _settings(req, i), index=i, stop=req.stop, top_logprobs=req.top_logprobs)
-                for i in range(req.n)]
+        jobs = [
+            Job(prompt, audio, _settings(req, i), index=i, stop=req.stop, top_logprobs=req.top_logprobs)
+            for i in range(req.n)
+        ]
         events = asyncio.Queue() if req.stream else None
         for j in jobs:
             j.events = events
@@ -150,8 +162,12 @@ def create_app(pipe, cfg: ServeConfig | None = None):
 
 
 def _no_model(name: str) -> ApiError:
-    return ApiError(404, f"the model {name!r} does not exist; this server serves one model (GET /v1/models)",
-                    "model", "model_not_found")
+    return ApiError(
+        404,
+        f"the model {name!r} does not exist; this server serves one model (GET /v1/models)",
+        "model",
+        "model_not_found",
+    )
 
 
 def _prepare(raw: bytes, pipe, cfg: ServeConfig):
@@ -161,15 +177,18 @@ def _prepare(raw: bytes, pipe, cfg: ServeConfig):
     from audioflamingo.text.templates import TASK_DESCRIPTIONS, render_dialogue, tokenize
 
     # n choices are rows of one batch: never more than a batch (or the queue) holds
-    req = parse_request(parse_json(raw), cfg.max_tokens_limit, min(cfg.max_n, cfg.max_batch, cfg.queue_size),
-                        pipe.style)
+    req = parse_request(
+        parse_json(raw), cfg.max_tokens_limit, min(cfg.max_n, cfg.max_batch, cfg.queue_size), pipe.style
+    )
     if req.model != cfg.model_name:
         raise _no_model(req.model)
     w = pipe.model.config.window
-    audio = decode_clip(req.audio_b64, req.audio_format, w.sample_rate, cfg.max_audio_seconds,
-                        cfg.max_decoded_samples, req.audio_param)
-    prompt = render_dialogue(req.turns, pipe.tokenizer, task=req.system or TASK_DESCRIPTIONS["dialogue"],
-                             style=pipe.style)
+    audio = decode_clip(
+        req.audio_b64, req.audio_format, w.sample_rate, cfg.max_audio_seconds, cfg.max_decoded_samples, req.audio_param
+    )
+    prompt = render_dialogue(
+        req.turns, pipe.tokenizer, task=req.system or TASK_DESCRIPTIONS["dialogue"], style=pipe.style
+    )
     return req, prompt, audio, len(tokenize(prompt, pipe.tokenizer)[0])
 
 
@@ -178,10 +197,18 @@ def _settings(req, index: int):
 
     # Choice i of a seeded request samples from seed + i: the choices differ, each is reproducible.
     seed = None if req.seed is None else (req.seed + index) % 2**63
-    return GenerationSettings(max_new_tokens=req.max_tokens, do_sample=req.do_sample, temperature=req.temperature,
-                              top_k=req.top_k, top_p=req.top_p, seed=seed)
+    return GenerationSettings(
+        max_new_tokens=req.max_tokens,
+        do_sample=req.do_sample,
+        temperature=req.temperature,
+        top_k=req.top_k,
+        top_p=req.top_p,
+        seed=seed,
+    )
 
 
-FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
-           'fill="#0b4f8a"/><path d="M4 16h4l3-8 4 16 4-12 3 8 2-4h4" fill="none" stroke="#fff" '
-           'stroke-width="2.5" stroke-linejoin="round"/></svg>')
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
+    'fill="#0b4f8a"/><path d="M4 16h4l3-8 4 16 4-12 3 8 2-4h4" fill="none" stroke="#fff" '
+    'stroke-width="2.5" stroke-linejoin="round"/></svg>'
+)

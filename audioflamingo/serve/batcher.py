@@ -6,6 +6,7 @@ serving. A request whose client leaves is taken out of the list at once (its slo
 next client, not held until its batch would have run), and a row whose client leaves mid-generation
 stops there. Each row's tokens are routed to its own client as they are generated (rows.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -131,8 +132,15 @@ class Batcher:
             input_ids, attn, state = pipe._batch([j.prompt for j in sub], [[j.audio] for j in sub])
             rows = RowTracker(pipe, sub, loop)
             with torch.no_grad():
-                pipe.model.generate(input_ids, attn, state, streamer=rows, stopping_criteria=rows.criteria(),
-                                    logits_processor=rows.processors(), **kw)
+                pipe.model.generate(
+                    input_ids,
+                    attn,
+                    state,
+                    streamer=rows,
+                    stopping_criteria=rows.criteria(),
+                    logits_processor=rows.processors(),
+                    **kw,
+                )
             for i, r in zip(idx, rows.results()):
                 out[i] = r
         return [out[i] for i in range(len(jobs))]

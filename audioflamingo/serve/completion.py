@@ -5,6 +5,7 @@ client leaving (then every job is cancelled at once, freeing its queue slot) and
 `usage` counts the prompt's tokens once (n choices share one prompt, as OpenAI counts) and every
 generated token, the end-of-answer token included.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,11 @@ class Completion:
 
     def usage(self, results) -> dict:
         done = sum(r.completion_tokens for r in results)
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": done,
-                "total_tokens": self.prompt_tokens + done}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": done,
+            "total_tokens": self.prompt_tokens + done,
+        }
 
     def _head(self, kind: str) -> dict:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.cfg.model_name}
@@ -55,14 +59,19 @@ class Completion:
         except Exception as err:  # the batch failed: the client learns why, in JSON
             self.cancel()
             return error(500, f"generation failed ({type(err).__name__}: {err})"[:500])
-        choices = [{"index": j.index, "message": {"role": "assistant", "content": r.text},
-                    "logprobs": {"content": r.logprobs} if r.logprobs is not None else None,
-                    "finish_reason": r.finish_reason} for j, r in zip(self.jobs, results)]
+        choices = [
+            {
+                "index": j.index,
+                "message": {"role": "assistant", "content": r.text},
+                "logprobs": {"content": r.logprobs} if r.logprobs is not None else None,
+                "finish_reason": r.finish_reason,
+            }
+            for j, r in zip(self.jobs, results)
+        ]
         return {**self._head("chat.completion"), "choices": choices, "usage": self.usage(results)}
 
     def stream(self) -> StreamingResponse:
-        return StreamingResponse(self._events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(self._events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     def _chunk(self, index: int, delta: dict, finish=None, logprobs=None) -> str:
         choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
@@ -85,13 +94,17 @@ class Completion:
                     try:
                         results[index] = r = job.future.result()
                     except Exception as err:  # noqa: BLE001 - the stream has started: report in-band
-                        yield "data: " + json.dumps(ApiError(500, f"generation failed ({type(err).__name__})").body()) \
-                              + "\n\n"
+                        yield (
+                            "data: "
+                            + json.dumps(ApiError(500, f"generation failed ({type(err).__name__})").body())
+                            + "\n\n"
+                        )
                         return
                     yield self._chunk(index, {}, r.finish_reason)
                     continue
-                yield self._chunk(index, {"content": delta} if delta else {},
-                                  logprobs={"content": lps} if lps is not None else None)
+                yield self._chunk(
+                    index, {"content": delta} if delta else {}, logprobs={"content": lps} if lps is not None else None
+                )
             if self.req.include_usage:
                 usage = self.usage([results[j.index] for j in self.jobs])
                 yield f"data: {json.dumps({**self._head('chat.completion.chunk'), 'choices': [], 'usage': usage})}\n\n"

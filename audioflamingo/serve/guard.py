@@ -9,6 +9,7 @@
 - The body is read here, up to the limit and no further: a chunked upload without Content-Length
   is refused with 413 as soon as it passes the limit, not after it has been read whole.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -22,7 +23,7 @@ def host_name(value: str) -> str:
     """'example.com:8000' -> 'example.com'; '[::1]:8000' -> '::1'."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value
+        return value[1 : value.find("]")] if "]" in value else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
@@ -54,19 +55,27 @@ class Guard:
         elif not self.host_ok(host):
             response = error(403, f"Host {host!r} is not served here (see serve --allow-host)", code="forbidden_host")
         elif origin is not None and not self.origin_ok(origin, host):
-            response = error(403, f"cross-origin request from {origin!r} refused (see serve --allow-origin)",
-                             code="forbidden_origin")
-        elif scope["path"].startswith("/v1/") and self.key is not None and \
-                not hmac.compare_digest(headers.get("authorization", "").encode("latin-1"), self.key):
+            response = error(
+                403, f"cross-origin request from {origin!r} refused (see serve --allow-origin)", code="forbidden_origin"
+            )
+        elif (
+            scope["path"].startswith("/v1/")
+            and self.key is not None
+            and not hmac.compare_digest(headers.get("authorization", "").encode("latin-1"), self.key)
+        ):
             response = error(401, "missing or wrong bearer token (Authorization: Bearer KEY)", code="invalid_api_key")
         if response is not None:
             return await response(scope, receive, send)
         if scope["method"] in ("POST", "PUT", "PATCH"):
             body = await self._read_body(headers, receive)
             if isinstance(body, int):
-                return await error(413, f"request body is over the limit of {self.cfg.max_body_bytes} bytes"
-                                        f"{f' ({body} bytes)' if body >= 0 else ''}", code="request_too_large",
-                                   headers={"Connection": "close"})(scope, receive, send)
+                return await error(
+                    413,
+                    f"request body is over the limit of {self.cfg.max_body_bytes} bytes"
+                    f"{f' ({body} bytes)' if body >= 0 else ''}",
+                    code="request_too_large",
+                    headers={"Connection": "close"},
+                )(scope, receive, send)
             receive = _replay(body, receive)
         self.state["active"] += 1
         try:

@@ -4,6 +4,7 @@ Parameters are checked by a strict pydantic model (no string-to-number coercion,
 no unknown fields); what OpenAI defines but this server does not do (tools, response_format other
 than text, penalties, logit_bias, ...) is refused by name rather than silently ignored.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,8 +98,9 @@ def parse_json(raw: bytes) -> dict:
     try:
         body = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ApiError(400, f"request body is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") \
-            from None
+        raise ApiError(
+            400, f"request body is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
     except RecursionError:
         raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(body, dict):
@@ -130,8 +132,9 @@ def _validate(body: dict) -> Params:
             raise ApiError(400, f"{name} is required", name, "missing_required_parameter") from None
         got = e.get("input")
         shown = json.dumps(got)[:60] if isinstance(got, (int, float, str, bool, type(None))) else type(got).__name__
-        raise ApiError(400, f"{name}: {e['msg'][0].lower()}{e['msg'][1:]} (got {shown})", name, "invalid_value") \
-            from None
+        raise ApiError(
+            400, f"{name}: {e['msg'][0].lower()}{e['msg'][1:]} (got {shown})", name, "invalid_value"
+        ) from None
 
 
 def parse_request(body: dict, max_tokens_limit: int, max_n: int, style: str = "paper") -> ChatRequest:
@@ -140,13 +143,18 @@ def parse_request(body: dict, max_tokens_limit: int, max_n: int, style: str = "p
         if getattr(p, name):
             raise ApiError(400, f"{name} is not supported (only 0)", name, "unsupported_parameter")
     if p.response_format is not None and p.response_format.type != "text":
-        raise ApiError(400, f"response_format {p.response_format.type!r} is not supported (only 'text')",
-                       "response_format", "unsupported_parameter")
+        raise ApiError(
+            400,
+            f"response_format {p.response_format.type!r} is not supported (only 'text')",
+            "response_format",
+            "unsupported_parameter",
+        )
     max_tokens = p.max_completion_tokens or p.max_tokens or min(128, max_tokens_limit)
     which = "max_completion_tokens" if p.max_completion_tokens else "max_tokens"
     if max_tokens > max_tokens_limit:
-        raise ApiError(400, f"{which} is {max_tokens}, over this server's limit of {max_tokens_limit}", which,
-                       "invalid_value")
+        raise ApiError(
+            400, f"{which} is {max_tokens}, over this server's limit of {max_tokens_limit}", which, "invalid_value"
+        )
     n = p.n or 1
     if n > max_n:
         raise ApiError(400, f"n is {n}, over this server's limit of {max_n}", "n", "invalid_value")
@@ -165,12 +173,25 @@ def parse_request(body: dict, max_tokens_limit: int, max_n: int, style: str = "p
     top_k = max(p.top_k or 0, 0)
     # Greedy unless a sampling parameter is given (reproducible by default); temperature 0 is greedy.
     sample = temperature > 0 and (p.temperature is not None or top_p < 1.0 or top_k > 0)
-    return ChatRequest(model=p.model, turns=turns, system=system, audio_b64=audio, audio_format=fmt,
-                       audio_param=audio_param,
-                       max_tokens=max_tokens, do_sample=sample, temperature=temperature if sample else 1.0,
-                       top_p=top_p, top_k=top_k, seed=p.seed, n=n, stream=bool(p.stream),
-                       include_usage=bool(p.stream_options and p.stream_options.include_usage), stop=stops,
-                       top_logprobs=(p.top_logprobs or 0) if p.logprobs else None)
+    return ChatRequest(
+        model=p.model,
+        turns=turns,
+        system=system,
+        audio_b64=audio,
+        audio_format=fmt,
+        audio_param=audio_param,
+        max_tokens=max_tokens,
+        do_sample=sample,
+        temperature=temperature if sample else 1.0,
+        top_p=top_p,
+        top_k=top_k,
+        seed=p.seed,
+        n=n,
+        stream=bool(p.stream),
+        include_usage=bool(p.stream_options and p.stream_options.include_usage),
+        stop=stops,
+        top_logprobs=(p.top_logprobs or 0) if p.logprobs else None,
+    )
 
 
 def parse_messages(msgs: list, style: str = "paper"):
@@ -216,8 +237,13 @@ def parse_messages(msgs: list, style: str = "paper"):
             if turns or pending is not None:
                 raise ApiError(400, f"{where}: a system message must come before the conversation", f"{where}.role")
             if style == "af1":
-                raise ApiError(400, f"{where}: this model's prompt (af1 style) has a fixed task description; "
-                                    "system messages are not supported", f"{where}.role", "unsupported_parameter")
+                raise ApiError(
+                    400,
+                    f"{where}: this model's prompt (af1 style) has a fixed task description; "
+                    "system messages are not supported",
+                    f"{where}.role",
+                    "unsupported_parameter",
+                )
             system.append(text)
         elif m["role"] == "user":
             pending = text if pending is None else f"{pending} {text}".strip()

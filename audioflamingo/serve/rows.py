@@ -6,6 +6,7 @@ at <EOC>/EOS, at a stop sequence, or when its client left, so it stops costing c
 logits processor that only records the log-probabilities of the model's distribution at each step
 (before temperature, top-k/top-p and the sampling noise, as OpenAI reports them).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,8 +66,10 @@ class RowTracker:
             return None
         lp = self.step_logprobs[row]
         top = torch.topk(lp, k) if k else None
-        return {**self._token(tok, float(lp[tok])),
-                "top_logprobs": [self._token(int(i), float(v)) for v, i in zip(top.values, top.indices)] if k else []}
+        return {
+            **self._token(tok, float(lp[tok])),
+            "top_logprobs": [self._token(int(i), float(v)) for v, i in zip(top.values, top.indices)] if k else [],
+        }
 
     def _token(self, tok: int, logprob: float) -> dict:
         piece = self.pipe.tokenizer.decode([tok], skip_special_tokens=False)
@@ -80,8 +83,9 @@ class RowTracker:
 
         class RowsDone(StoppingCriteria):
             def __call__(self, input_ids, scores, **kw):
-                return torch.tensor([d or j.cancelled for d, j in zip(tracker.done, tracker.jobs)],
-                                    device=input_ids.device)
+                return torch.tensor(
+                    [d or j.cancelled for d, j in zip(tracker.done, tracker.jobs)], device=input_ids.device
+                )
 
         return StoppingCriteriaList([RowsDone()])
 
@@ -118,10 +122,10 @@ class RowTracker:
 
     def _send(self, i: int) -> None:
         text = self.text[i]
-        ready = text if self.done[i] else text[:len(text) - _held_back(text, self.jobs[i].stop)]
+        ready = text if self.done[i] else text[: len(text) - _held_back(text, self.jobs[i].stop)]
         if not ready.startswith(self.sent[i]) or (len(ready) == len(self.sent[i]) and not self.done[i]):
             return
-        delta, self.sent[i] = ready[len(self.sent[i]):], ready
+        delta, self.sent[i] = ready[len(self.sent[i]) :], ready
         lps, self.unsent_logprobs[i] = self.unsent_logprobs[i], []
         self.logprobs[i] += lps
         q = self.jobs[i].events
@@ -135,6 +139,12 @@ class RowTracker:
                 self._send(i)
 
     def results(self) -> list[RowResult]:
-        return [RowResult(self.text[i], self.finish[i], self.count[i],
-                          self.logprobs[i] if self.jobs[i].top_logprobs is not None else None)
-                for i in range(len(self.jobs))]
+        return [
+            RowResult(
+                self.text[i],
+                self.finish[i],
+                self.count[i],
+                self.logprobs[i] if self.jobs[i].top_logprobs is not None else None,
+            )
+            for i in range(len(self.jobs))
+        ]

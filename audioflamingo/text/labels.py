@@ -1,4 +1,5 @@
 """The closed label set of `classify`, cleaned before it is scored."""
+
 from __future__ import annotations
 
 import warnings

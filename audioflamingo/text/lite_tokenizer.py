@@ -5,6 +5,7 @@ tokenizer is a plain `tokenizer.json` needs nothing of it to encode prompts and 
 Outputs equal transformers' (tested in tests/text/test_lite_tokenizer.py); anything this class does
 not cover loads the transformers tokenizer instead (`load_tokenizer`).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,13 @@ class LiteTokenizer:
             cfg = json.loads((d / "tokenizer_config.json").read_text())
         except (OSError, ValueError):
             return False
-        return (d / "tokenizer.json").is_file() and cfg.get("tokenizer_class") in PLAIN_CLASSES \
-            and not cfg.get("clean_up_tokenization_spaces") and not cfg.get("add_bos_token") \
+        return (
+            (d / "tokenizer.json").is_file()
+            and cfg.get("tokenizer_class") in PLAIN_CLASSES
+            and not cfg.get("clean_up_tokenization_spaces")
+            and not cfg.get("add_bos_token")
             and not cfg.get("add_eos_token")
+        )
 
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self._vocab.get(token)

@@ -8,6 +8,7 @@
 output, its `<EOC>`, and the final EOS; nothing else. An inference prompt is the same rendering cut
 right after the last `<SEP>`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -114,8 +115,12 @@ def render_interleaved(task: str, shots: Sequence[Example], query: Example, toke
     return r
 
 
-def render_dialogue(turns: Sequence[tuple[str, str | None]], tokenizer=None,
-                    task: str = TASK_DESCRIPTIONS["dialogue"], style: str = "paper") -> Rendered:
+def render_dialogue(
+    turns: Sequence[tuple[str, str | None]],
+    tokenizer=None,
+    task: str = TASK_DESCRIPTIONS["dialogue"],
+    style: str = "paper",
+) -> Rendered:
     """turns: (user, assistant) pairs; the last assistant may be None (the turn to generate)."""
     r = Rendered()
     _bos(r, tokenizer)

@@ -1,4 +1,5 @@
 """Special tokens of the templates, added to any Hugging Face tokenizer."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,14 @@ def special_ids(tokenizer, audio: str = AUDIO, sep: str = SEP, eoc: str = EOC) -
     for tok, i in zip((audio, sep, eoc), ids):
         if i is None or (unk is not None and i == unk):
             raise ValueError(f"tokenizer has no {tok} token; call add_special_tokens first")
-    return SpecialIds(audio=ids[0], sep=ids[1], eoc=ids[2], eos=tokenizer.eos_token_id,
-                      bos=tokenizer.bos_token_id, pad=tokenizer.pad_token_id)
+    return SpecialIds(
+        audio=ids[0],
+        sep=ids[1],
+        eoc=ids[2],
+        eos=tokenizer.eos_token_id,
+        bos=tokenizer.bos_token_id,
+        pad=tokenizer.pad_token_id,
+    )
 
 
 def byte_level_tokenizer():

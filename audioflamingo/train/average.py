@@ -5,6 +5,7 @@ keeps few-shot use, its chat-more stage gains dialogue) often average to a model
 both, because they lie in one basin of the loss. Only models with the same config, tokenizer and
 tensor names/shapes can be averaged; anything else is refused before a byte is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ from audioflamingo.errors import ModelLoadError
 from audioflamingo.model.flamingo import CONFIG_NAME, WEIGHTS_NAME as WEIGHTS
 
 # Copied from the first model; they must be byte-identical across models (or absent from all).
-SIDE_FILES = (CONFIG_NAME, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-              "vocab.json", "merges.txt")
+SIDE_FILES = (
+    CONFIG_NAME,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def _check_same_side_files(dirs: list[Path]) -> list[str]:
@@ -33,8 +40,10 @@ def _check_same_side_files(dirs: list[Path]) -> list[str]:
                 what = "is missing" if b is None else "differs"
                 if name == CONFIG_NAME and b is not None and json.loads(b) == json.loads(blobs[0] or b"{}"):
                     continue  # same settings, other formatting
-                raise ModelLoadError(f"{d / name}: {what} from {dirs[0] / name}; only models of one "
-                                     "architecture and tokenizer can be averaged")
+                raise ModelLoadError(
+                    f"{d / name}: {what} from {dirs[0] / name}; only models of one "
+                    "architecture and tokenizer can be averaged"
+                )
         present.append(name)
     if CONFIG_NAME not in present:
         raise ModelLoadError(f"{dirs[0]}: no {CONFIG_NAME}; expected a model directory")
@@ -67,8 +76,9 @@ def average_state(dirs: list[Path], weights: list[float]) -> tuple[dict[str, tor
             for k in names:
                 t = other.get_tensor(k)
                 if t.shape != acc[k].shape or t.dtype != dtypes[k]:
-                    raise ModelLoadError(f"{f}: {k} is {tuple(t.shape)} {t.dtype}, but "
-                                         f"{tuple(acc[k].shape)} {dtypes[k]} in {files[0]}")
+                    raise ModelLoadError(
+                        f"{f}: {k} is {tuple(t.shape)} {t.dtype}, but {tuple(acc[k].shape)} {dtypes[k]} in {files[0]}"
+                    )
                 if t.is_floating_point():
                     acc[k] += t.to(torch.float64) * w
                 elif not torch.equal(t, acc[k]):
@@ -97,5 +107,10 @@ def average_models(models: list[str | Path], out: str | Path, weights: list[floa
         save_file(state, str(tmp / WEIGHTS), metadata=metadata)
         for name in side:
             shutil.copyfile(dirs[0] / name, tmp / name)
-    return {"out": str(out), "models": [str(d) for d in dirs], "weights": [round(w, 6) for w in weights],
-            "tensors": len(state), "parameters": sum(t.numel() for t in state.values())}
+    return {
+        "out": str(out),
+        "models": [str(d) for d in dirs],
+        "weights": [round(w, 6) for w in weights],
+        "tensors": len(state),
+        "parameters": sum(t.numel() for t in state.values()),
+    }

@@ -7,6 +7,7 @@
 
 Written into `step-N.tmp/` and renamed, so a killed run never leaves a half checkpoint behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,11 @@ def checkpoint_dir(output_dir: str | Path) -> Path:
 
 
 def latest(output_dir: str | Path) -> Path | None:
-    done = sorted(p for p in checkpoint_dir(output_dir).glob("step-*") if not p.name.endswith(".tmp")
-                  and (p / "trainer_state.json").is_file())
+    done = sorted(
+        p
+        for p in checkpoint_dir(output_dir).glob("step-*")
+        if not p.name.endswith(".tmp") and (p / "trainer_state.json").is_file()
+    )
     return done[-1] if done else None
 
 
@@ -38,8 +42,10 @@ def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, state: d
     model.save_pretrained(tmp, tokenizer)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save({"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
+    torch.save(
+        {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        tmp / "rng.pt",
+    )
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -69,8 +75,10 @@ def load_into(path: Path, model, optimizer, scheduler) -> dict:
     try:
         load_model(model, str(path / "model.safetensors"), strict=True)
     except Exception as err:  # noqa: BLE001 - shape mismatch or damage past the header
-        raise ModelLoadError(f"{path / 'model.safetensors'}: cannot be loaded into this run's model "
-                             f"({str(err).strip().splitlines()[0][:200]})") from None
+        raise ModelLoadError(
+            f"{path / 'model.safetensors'}: cannot be loaded into this run's model "
+            f"({str(err).strip().splitlines()[0][:200]})"
+        ) from None
     for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
         try:
             target.load_state_dict(torch_load(path / name))

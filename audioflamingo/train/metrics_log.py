@@ -1,4 +1,5 @@
 """metrics.jsonl bookkeeping: one row per step, even when a resumed run repeats steps."""
+
 from __future__ import annotations
 
 import json

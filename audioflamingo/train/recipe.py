@@ -1,27 +1,28 @@
 """Training recipes (YAML): the model to start from, shared settings, and the stages to run.
 
-    model: {init: tiny}                    # a preset name, or a model directory to continue from
-                                           # (+ positions: rotary+sinusoidal to add absolute time)
-    output_dir: runs/tiny                  # relative paths are relative to the recipe file
-    seed: 0
-    train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
-                                           # save_every: 0 writes no checkpoints (no --resume);
-                                           # keep_last >= 1: the newest checkpoint always stays
-    stages:
-      - name: pretrain
-        kind: pretrain                     # lm (text only, LM alone) | pretrain | sft | chat
-        steps: 200
-        lr: 1.0e-4
-        max_windows: 3                     # AF2 curriculum: windows per clip in this stage
-        train_encoder: true                # the LM loss reaches the audio encoder too (not in lm)
-        encoder_lr: 1.0e-5                 # its learning rate (default: the stage's), no weight decay
-        epoch_size: 1000                   # virtual epoch (samples) of the mixture
-        datasets:
-          - {manifest: data/caps.jsonl, weight: 2.0}
-          - {manifest: data/aqa.jsonl, weight: 1.0, icl_shots: 4}   # kNN-interleaved (data build-icl)
-          - {manifest: data/esc.jsonl, task_description: "The task is event classification."}
-        val: [data/val.jsonl]
+model: {init: tiny}                    # a preset name, or a model directory to continue from
+                                       # (+ positions: rotary+sinusoidal to add absolute time)
+output_dir: runs/tiny                  # relative paths are relative to the recipe file
+seed: 0
+train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
+                                       # save_every: 0 writes no checkpoints (no --resume);
+                                       # keep_last >= 1: the newest checkpoint always stays
+stages:
+  - name: pretrain
+    kind: pretrain                     # lm (text only, LM alone) | pretrain | sft | chat
+    steps: 200
+    lr: 1.0e-4
+    max_windows: 3                     # AF2 curriculum: windows per clip in this stage
+    train_encoder: true                # the LM loss reaches the audio encoder too (not in lm)
+    encoder_lr: 1.0e-5                 # its learning rate (default: the stage's), no weight decay
+    epoch_size: 1000                   # virtual epoch (samples) of the mixture
+    datasets:
+      - {manifest: data/caps.jsonl, weight: 2.0}
+      - {manifest: data/aqa.jsonl, weight: 1.0, icl_shots: 4}   # kNN-interleaved (data build-icl)
+      - {manifest: data/esc.jsonl, task_description: "The task is event classification."}
+    val: [data/val.jsonl]
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields

@@ -3,6 +3,7 @@
 Every problem is one `RecipeError` line naming the recipe file and the key (`stages[1].steps`), so a
 typo is found by `--dry-run` in a second, not by a crash an hour into `train`.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise RecipeError(f"{getattr(self, 'path', '<recipe>')}:{key_node.start_mark.line + 1}: key {key!r} "
-                                  f"appears twice in one mapping (first on line {seen[key]})")
+                raise RecipeError(
+                    f"{getattr(self, 'path', '<recipe>')}:{key_node.start_mark.line + 1}: key {key!r} "
+                    f"appears twice in one mapping (first on line {seen[key]})"
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -39,7 +42,8 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -101,8 +105,10 @@ def check_schema(raw: Any, path: str | Path) -> dict:
     names: dict[str, int] = {}
     for n, stage in enumerate(raw["stages"]):
         if stage["name"] in names:
-            raise RecipeError(f"{p}: stages[{n}].name: {stage['name']!r} is already the name of "
-                              f"stages[{names[stage['name']]}] (stage names must be unique)")
+            raise RecipeError(
+                f"{p}: stages[{n}].name: {stage['name']!r} is already the name of "
+                f"stages[{names[stage['name']]}] (stage names must be unique)"
+            )
         names[stage["name"]] = n
     return raw
 
@@ -115,8 +121,7 @@ def check_files(recipe) -> None:
     m = recipe.model
     init = str(m.get("init", "tiny"))
     if init not in PRESETS and not Path(init).is_dir():
-        raise RecipeError(f"{p}: model.init: {init!r} is neither a preset ({', '.join(PRESETS)}) nor a model "
-                          "directory")
+        raise RecipeError(f"{p}: model.init: {init!r} is neither a preset ({', '.join(PRESETS)}) nor a model directory")
     for key in ("lm", "clap", "afclap", "tokenizer"):
         if m.get(key) and not Path(m[key]).is_dir():
             raise RecipeError(f"{p}: model.{key}: {m[key]}: directory not found")

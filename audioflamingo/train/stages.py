@@ -7,6 +7,7 @@ stage says nothing, when the model config's encoder is not frozen); it gets its 
 and no weight decay, so fine-tuning nudges the CLAP-trained features rather than decaying them.
 lm: the LM alone, on text only (language-model pre-training of a model built from scratch)
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,8 +67,10 @@ def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
 
 
 def make_optimizer(model, stage, train) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    opt = torch.optim.AdamW(param_groups(model, train.weight_decay, stage.encoder_lr), lr=stage.lr,
-                            betas=tuple(train.betas))
+    opt = torch.optim.AdamW(
+        param_groups(model, train.weight_decay, stage.encoder_lr), lr=stage.lr, betas=tuple(train.betas)
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_lambda(stage.warmup_steps, stage.steps, stage.schedule, stage.min_lr_ratio))
+        opt, lr_lambda(stage.warmup_steps, stage.steps, stage.schedule, stage.min_lr_ratio)
+    )
     return opt, sched

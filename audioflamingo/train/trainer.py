@@ -1,5 +1,6 @@
 """The training loop: stages from a recipe on torch.distributed (1 CPU process, N gloo processes or
 N GPUs with the same code), exact resume, skip-and-count for unreadable clips, stop on NaN."""
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,11 @@ def text_sample(rec, tok, max_tokens: int):
     if rec.shots:
         ids, labels, _ = tokenized_with_budget(rec, tok, [], max_tokens)
         return ids, labels, []
-    parts = [rec.instruction, rec.output] if rec.task != "dialogue" else [
-        x for t in rec.turns or [] for x in (t["user"], t["assistant"])]
+    parts = (
+        [rec.instruction, rec.output]
+        if rec.task != "dialogue"
+        else [x for t in rec.turns or [] for x in (t["user"], t["assistant"])]
+    )
     ids = tok(" ".join(p for p in parts if p), add_special_tokens=False)["input_ids"]
     ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + ids + [tok.eos_token_id]
     ids = ids[:max_tokens]
@@ -89,8 +93,9 @@ class TrainStep(nn.Module):
     def forward(self, input_ids, attention_mask, labels, clips):
         state = self.model.audio_state(clips) if any(clips) else None
         logits = self.model(input_ids, attention_mask, audio=state).logits
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                               ignore_index=IGNORE, reduction="sum")
+        return F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+        )
 
 
 class StageData:
@@ -122,8 +127,9 @@ class StageData:
         for d, n in zip(stage.datasets, sizes):
             if n == 0:
                 raise ValueError(f"{d.manifest}: no records")
-        self.sampler = MixtureSampler(sizes, [d.weight for d in stage.datasets], stage.epoch_size or sum(sizes),
-                                      recipe.seed * 1000 + stage_index)
+        self.sampler = MixtureSampler(
+            sizes, [d.weight for d in stage.datasets], stage.epoch_size or sum(sizes), recipe.seed * 1000 + stage_index
+        )
         self.val = [r for v in stage.val for r in load_manifest(v, needs_audio="validation")]
 
     def item(self, d: int, i: int):
@@ -156,10 +162,19 @@ class Trainer:
         init = str(m.get("init", "tiny"))
         if init in PRESETS:
             if m.get("positions"):
-                raise ValueError(f"{self.recipe.path}: model.positions switches a model directory's positions; "
-                                 f"preset {init!r} has its own (set it in a model directory's config instead)")
-            model, tok = build(init, lm_dir=m.get("lm"), clap_dir=m.get("clap"), tokenizer_dir=m.get("tokenizer"),
-                               lm_overrides=m.get("lm_overrides"), seed=self.recipe.seed, afclap_dir=m.get("afclap"))
+                raise ValueError(
+                    f"{self.recipe.path}: model.positions switches a model directory's positions; "
+                    f"preset {init!r} has its own (set it in a model directory's config instead)"
+                )
+            model, tok = build(
+                init,
+                lm_dir=m.get("lm"),
+                clap_dir=m.get("clap"),
+                tokenizer_dir=m.get("tokenizer"),
+                lm_overrides=m.get("lm_overrides"),
+                seed=self.recipe.seed,
+                afclap_dir=m.get("afclap"),
+            )
         else:
             model = AudioFlamingo.from_pretrained(init, positions=m.get("positions"))
             tok = load_tokenizer(init)
@@ -239,8 +254,9 @@ class Trainer:
                 step = state["stage_step"]
             wrapped = TrainStep(model)
             if env.world > 1:
-                wrapped = nn.parallel.DistributedDataParallel(wrapped, find_unused_parameters=True,
-                                                              device_ids=[env.device] if env.device.type == "cuda" else None)
+                wrapped = nn.parallel.DistributedDataParallel(
+                    wrapped, find_unused_parameters=True, device_ids=[env.device] if env.device.type == "cuda" else None
+                )
             global_step = self._run_stage(si, stage, step, global_step, model, tok, wrapped, opt, sched, data)
             state = None
             if env.main:
@@ -257,10 +273,12 @@ class Trainer:
         env, tr = self.env, self.recipe.train
         micro, accum, world = tr.micro_batch_size, tr.grad_accum, env.world
         params = [p for p in model.parameters() if p.requires_grad]
-        bar = progress_bar(stage.steps, f"{stage.name}", "step", enabled=bool(self.progress), initial=step,
-                   dynamic_ncols=True)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and tr.bf16
-                    else nullcontext())
+        bar = progress_bar(
+            stage.steps, f"{stage.name}", "step", enabled=bool(self.progress), initial=step, dynamic_ncols=True
+        )
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and tr.bf16 else nullcontext()
+        )
         model.train()
         while step < stage.steps:
             t0 = time.perf_counter()
@@ -291,7 +309,8 @@ class Trainer:
                 last = checkpoint.latest(self.out)
                 raise TrainingDiverged(
                     f"loss became {loss} at step {global_step + 1} (stage {stage.name}); stopped. "
-                    f"Last good checkpoint: {last if last else 'none'}")
+                    f"Last good checkpoint: {last if last else 'none'}"
+                )
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tr.clip_grad)) if tr.clip_grad else None
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -300,11 +319,20 @@ class Trainer:
             global_step += 1
             dt = time.perf_counter() - t0
             samples = env.sum(float(sum(len(r) for r in micros)))
-            rec = {"step": global_step, "stage": stage.name, "stage_step": step, "loss": loss,
-                   "lr": sched.get_last_lr()[0], "grad_norm": grad_norm, "tokens": n_tokens,
-                   "tokens_per_s": n_tokens / dt, "samples_per_s": samples / dt,
-                   "skipped_clips": int(env.sum(float(self.skipped))), "peak_rss_mb": _peak_rss_mb(),
-                   "time": time.time()}
+            rec = {
+                "step": global_step,
+                "stage": stage.name,
+                "stage_step": step,
+                "loss": loss,
+                "lr": sched.get_last_lr()[0],
+                "grad_norm": grad_norm,
+                "tokens": n_tokens,
+                "tokens_per_s": n_tokens / dt,
+                "samples_per_s": samples / dt,
+                "skipped_clips": int(env.sum(float(self.skipped))),
+                "peak_rss_mb": _peak_rss_mb(),
+                "time": time.time(),
+            }
             if env.device.type == "cuda":
                 rec["peak_cuda_mb"] = torch.cuda.max_memory_allocated(env.device) / 2**20
             self._log(rec)
@@ -328,8 +356,11 @@ class Trainer:
         for s in range(0, len(mine), tr.micro_batch_size):
             rows = []
             for i in mine[s : s + tr.micro_batch_size]:
-                ids, labels, refs = (text_sample(data.val[i], tok, tr.max_tokens) if data.text_only else
-                                     tokenized_with_budget(data.val[i], tok, [], tr.max_tokens, tr.lowercase))
+                ids, labels, refs = (
+                    text_sample(data.val[i], tok, tr.max_tokens)
+                    if data.text_only
+                    else tokenized_with_budget(data.val[i], tok, [], tr.max_tokens, tr.lowercase)
+                )
                 try:
                     rows.append((ids, labels, [self._clip_features(model, r) for r in refs]))
                 except AudioFlamingoError:
@@ -343,10 +374,22 @@ class Trainer:
 
     def _save(self, si, step, global_step, model, tok, opt, sched, data):
         if self.env.main:
-            checkpoint.save(self.out, global_step, model, tok, opt, sched,
-                            {"stage_index": si, "stage_step": step, "global_step": global_step,
-                             "sampler": data.sampler.state_dict(), "skipped": self.skipped},
-                            self.recipe.train.keep_last)
+            checkpoint.save(
+                self.out,
+                global_step,
+                model,
+                tok,
+                opt,
+                sched,
+                {
+                    "stage_index": si,
+                    "stage_step": step,
+                    "global_step": global_step,
+                    "sampler": data.sampler.state_dict(),
+                    "skipped": self.skipped,
+                },
+                self.recipe.train.keep_last,
+            )
         if self.env.world > 1:
             dist.barrier()
 
@@ -379,21 +422,29 @@ def dry_run(recipe: Recipe) -> str:
     t = Trainer(recipe, progress=False)
     model, tok = t.build_model()
     tr = recipe.train
-    lines = [f"recipe: {recipe.path}", f"output: {recipe.output_dir}", f"seed: {recipe.seed}",
-             f"global batch: {tr.micro_batch_size} x {tr.grad_accum} accum x {t.env.world} process(es) = "
-             f"{tr.micro_batch_size * tr.grad_accum * t.env.world} samples; max {tr.max_tokens} tokens per sample"]
+    lines = [
+        f"recipe: {recipe.path}",
+        f"output: {recipe.output_dir}",
+        f"seed: {recipe.seed}",
+        f"global batch: {tr.micro_batch_size} x {tr.grad_accum} accum x {t.env.world} process(es) = "
+        f"{tr.micro_batch_size * tr.grad_accum * t.env.world} samples; max {tr.max_tokens} tokens per sample",
+    ]
     for si, st in enumerate(recipe.stages):
         set_trainable(model, st.kind, st.train_encoder)
         c = count(model)
         data = StageData(st, tok, recipe, si)
-        lines.append(f"stage {si + 1} {st.name!r} ({st.kind}): {st.steps} steps, lr {st.lr:g}, "
-                     f"{st.schedule} after {st.warmup_steps} warm-up, windows per clip "
-                     f"{st.max_windows or model.config.window.max_windows}")
+        lines.append(
+            f"stage {si + 1} {st.name!r} ({st.kind}): {st.steps} steps, lr {st.lr:g}, "
+            f"{st.schedule} after {st.warmup_steps} warm-up, windows per clip "
+            f"{st.max_windows or model.config.window.max_windows}"
+        )
         lines.append(f"  trainable {c['trainable']:,} of {c['total']:,} parameters")
         for d, recs in zip(st.datasets, data.records):
             shots = f", {d.icl_shots}-shot ICL" if d.icl_shots else ""
             lines.append(f"  {d.manifest}: {len(recs)} records, weight {d.weight:g}{shots}")
-        lines.append(f"  virtual epoch {data.sampler.epoch_size} samples; "
-                     f"{st.steps * tr.micro_batch_size * tr.grad_accum * t.env.world} samples this stage; "
-                     f"validation: {len(data.val)} records")
+        lines.append(
+            f"  virtual epoch {data.sampler.epoch_size} samples; "
+            f"{st.steps * tr.micro_batch_size * tr.grad_accum * t.env.world} samples this stage; "
+            f"validation: {len(data.val)} records"
+        )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """Run the battery: `python -m bench.battery [--only GROUPS] [-k TEXT] [--json OUT] [--markdown]`."""
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ def main(argv=None) -> int:
         for c in cases:
             ok, detail, dt = run_case(c, ctx)
             results.append({"group": c.group, "case": c.name, "pass": ok, "detail": detail, "seconds": round(dt, 2)})
-            print(f"{'PASS' if ok else 'FAIL'}  {c.group:9s} {c.name}" + (f"  -- {detail}" if detail else ""),
-                  flush=True)
+            print(
+                f"{'PASS' if ok else 'FAIL'}  {c.group:9s} {c.name}" + (f"  -- {detail}" if detail else ""), flush=True
+            )
     finally:
         ctx.close()
     groups: dict[str, list[int]] = {}

@@ -1,4 +1,5 @@
 """The inference commands (caption, ask, classify, chat, embed, index) on bad files and arguments."""
+
 from __future__ import annotations
 
 import json
@@ -89,8 +90,9 @@ def _(ctx):
 
 @case("classify --labels with duplicates: merged and said so")
 def _(ctx):
-    res = ctx.cli("classify", str(ctx.clip()), "--labels", "piano,piano,organ", "--json",
-                  "--model", str(ctx.model_dir()))
+    res = ctx.cli(
+        "classify", str(ctx.clip()), "--labels", "piano,piano,organ", "--json", "--model", str(ctx.model_dir())
+    )
     expect_ok(res)
     scores = json.loads(res.out.strip().splitlines()[-1])["scores"]
     labels = [s["label"] for s in scores]
@@ -102,8 +104,9 @@ def _(ctx):
 
 @case("classify --labels empty")
 def _(ctx):
-    expect_one_line_error(ctx.cli("classify", str(ctx.clip()), "--labels", " , ", "--model", str(ctx.model_dir())),
-                          "label")
+    expect_one_line_error(
+        ctx.cli("classify", str(ctx.clip()), "--labels", " , ", "--model", str(ctx.model_dir())), "label"
+    )
 
 
 @case("embed a long file: the warning names the file")

@@ -1,4 +1,5 @@
 """Manifests through `audioflamingo data validate` (and the commands that read them)."""
+
 from __future__ import annotations
 
 import json
@@ -204,8 +205,9 @@ def _(ctx):
 
 @case("classify output not among its options")
 def _(ctx):
-    m = write_manifest_with_clip(ctx, records=[{"audio": "a0.wav", "task": "classify", "output": "cow",
-                                                "options": ["dog", "cat"]}])
+    m = write_manifest_with_clip(
+        ctx, records=[{"audio": "a0.wav", "task": "classify", "output": "cow", "options": ["dog", "cat"]}]
+    )
     expect_problem(validate(ctx, m), "not one of the options")
 
 

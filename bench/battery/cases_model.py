@@ -1,4 +1,5 @@
 """Model folders: broken weights, configs and tokenizer files; pickles where weights are expected."""
+
 from __future__ import annotations
 
 import json
@@ -267,12 +268,30 @@ def _(ctx):
     from transformers import ClapAudioConfig, ClapAudioModelWithProjection, ClapFeatureExtractor
 
     d = ctx.tmp() / "clap"
-    cfg = ClapAudioConfig(spec_size=64, num_mel_bins=16, window_size=4, patch_size=2, patch_stride=2,
-                          patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
-                          projection_dim=24, projection_hidden_size=24, enable_fusion=False)
+    cfg = ClapAudioConfig(
+        spec_size=64,
+        num_mel_bins=16,
+        window_size=4,
+        patch_size=2,
+        patch_stride=2,
+        patch_embeds_hidden_size=8,
+        hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        projection_dim=24,
+        projection_hidden_size=24,
+        enable_fusion=False,
+    )
     ClapAudioModelWithProjection(cfg).save_pretrained(d)
-    ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400,
-                         max_length_s=1, frequency_min=50, frequency_max=8000).save_pretrained(d)
+    ClapFeatureExtractor(
+        feature_size=16,
+        sampling_rate=16000,
+        hop_length=160,
+        fft_window_size=400,
+        max_length_s=1,
+        frequency_min=50,
+        frequency_max=8000,
+    ).save_pretrained(d)
     for f in d.glob("*.safetensors"):
         f.unlink()
     marker = d.parent / "pwned"

@@ -1,4 +1,5 @@
 """Training recipes: every mistake refused in one line naming the file and the key, before any work."""
+
 from __future__ import annotations
 
 import copy
@@ -10,9 +11,12 @@ from bench.battery.harness import Fail, collection, expect_ok, expect_one_line_e
 
 cases, case = collection("recipe")
 
-BASE = {"model": {"init": "tiny"}, "seed": 0,
-        "train": {"micro_batch_size": 2, "max_tokens": 128, "save_every": 0, "keep_last": 2, "eval_every": 0},
-        "stages": [{"name": "sft", "kind": "sft", "steps": 1, "lr": 1e-3, "datasets": [{"manifest": "m.jsonl"}]}]}
+BASE = {
+    "model": {"init": "tiny"},
+    "seed": 0,
+    "train": {"micro_batch_size": 2, "max_tokens": 128, "save_every": 0, "keep_last": 2, "eval_every": 0},
+    "stages": [{"name": "sft", "kind": "sft", "steps": 1, "lr": 1e-3, "datasets": [{"manifest": "m.jsonl"}]}],
+}
 
 
 def write_recipe(ctx, manifest: Path, edit=None, text: str | None = None) -> Path:
@@ -56,7 +60,7 @@ def _(ctx):
     expect_ok(ctx.cli("train", str(write_recipe(ctx, _manifest(ctx))), "--dry-run"))
 
 
-@case("steps: \"ten\"")
+@case('steps: "ten"')
 def _(ctx):
     refused(ctx, stage(steps="ten"), "steps")
 
@@ -111,7 +115,7 @@ def _(ctx):
     refused(ctx, train(save_every=-1), "save_every")
 
 
-@case("max_tokens: \"lots\"")
+@case('max_tokens: "lots"')
 def _(ctx):
     refused(ctx, train(max_tokens="lots"), "max_tokens")
 
@@ -121,7 +125,7 @@ def _(ctx):
     refused(ctx, train(betas=[0.9]), "betas")
 
 
-@case("lr: \"fast\"")
+@case('lr: "fast"')
 def _(ctx):
     refused(ctx, stage(lr="fast"), "lr")
 
@@ -160,7 +164,7 @@ def _(ctx):
     refused(ctx, lambda r: r["stages"][0].pop("datasets"), "datasets")
 
 
-@case("dataset weight: \"heavy\"")
+@case('dataset weight: "heavy"')
 def _(ctx):
     refused(ctx, lambda r: r["stages"][0]["datasets"][0].update(weight="heavy"), "weight")
 
@@ -210,7 +214,7 @@ def _(ctx):
     refused(ctx, lambda r: r.update(stages=[1]), "stages")
 
 
-@case("seed: \"x\"")
+@case('seed: "x"')
 def _(ctx):
     refused(ctx, lambda r: r.update(seed="x"), "seed")
 

@@ -1,4 +1,5 @@
 """Faults during training: kills, corrupt or malicious checkpoints, bad clips, resume bookkeeping."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def toy_recipe(ctx, steps: int = 12, save_every: int = 2, keep_last: int = 2, un
 
     d = ctx.tmp()
     m = write_toy(d / "toy", n=4, seconds=0.5, unreadable=unreadable)
-    return write_recipe(d / "r.yaml", m, d / "run", steps=steps, micro=2, save_every=save_every,
-                        extra_train={"keep_last": keep_last})
+    return write_recipe(
+        d / "r.yaml", m, d / "run", steps=steps, micro=2, save_every=save_every, extra_train={"keep_last": keep_last}
+    )
 
 
 def run_dir(recipe: Path) -> Path:
@@ -36,8 +38,12 @@ def metrics(recipe: Path) -> list[dict]:
 def kill_when(recipe: Path, ready, timeout: float = 300) -> None:
     """Start `train` in its own process and SIGKILL it as soon as `ready()` holds."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "audioflamingo", "train", str(recipe), "--no-progress"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audioflamingo", "train", str(recipe), "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None:

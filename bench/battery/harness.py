@@ -1,4 +1,5 @@
 """What every battery case uses: the case registry, a shared context and the expectations."""
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,11 @@ class Result:
 
     def errors(self) -> list[str]:
         """The lines of stderr that are not warnings or progress."""
-        return [l for l in self.err.splitlines()
-                if l.strip() and not l.startswith("audioflamingo: warning:") and "it/s]" not in l]
+        return [
+            l
+            for l in self.err.splitlines()
+            if l.strip() and not l.startswith("audioflamingo: warning:") and "it/s]" not in l
+        ]
 
 
 class Context:
@@ -120,8 +124,14 @@ class Context:
     def run(self, *argv: str, timeout: float = 600, stdin: str | None = None) -> Result:
         """`python -m audioflamingo ARGV` in its own process (for kills and exit codes of a real run)."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        p = subprocess.run([sys.executable, "-m", "audioflamingo", *argv], capture_output=True, text=True,
-                           timeout=timeout, env=env, input=stdin)
+        p = subprocess.run(
+            [sys.executable, "-m", "audioflamingo", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            input=stdin,
+        )
         tb = p.stderr if "Traceback (most recent call last)" in p.stderr else None
         return Result(p.returncode, p.stdout, p.stderr, tb, list(argv))
 

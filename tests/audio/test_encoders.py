@@ -1,4 +1,5 @@
 """The Hugging Face CLAP audio tower, loaded from a local directory the test writes."""
+
 import pytest
 import torch
 
@@ -13,12 +14,30 @@ def clap_dir(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("clap")
     torch.manual_seed(0)
-    cfg = ClapAudioConfig(spec_size=64, num_mel_bins=16, window_size=4, patch_size=2, patch_stride=2,
-                          patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
-                          projection_dim=24, projection_hidden_size=24, enable_fusion=False)
+    cfg = ClapAudioConfig(
+        spec_size=64,
+        num_mel_bins=16,
+        window_size=4,
+        patch_size=2,
+        patch_stride=2,
+        patch_embeds_hidden_size=8,
+        hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        projection_dim=24,
+        projection_hidden_size=24,
+        enable_fusion=False,
+    )
     ClapAudioModelWithProjection(cfg).save_pretrained(d)
-    ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400,
-                         max_length_s=1, frequency_min=50, frequency_max=8000).save_pretrained(d)
+    ClapFeatureExtractor(
+        feature_size=16,
+        sampling_rate=16000,
+        hop_length=160,
+        fft_window_size=400,
+        max_length_s=1,
+        frequency_min=50,
+        frequency_max=8000,
+    ).save_pretrained(d)
     return d
 
 
@@ -56,24 +75,43 @@ def test_model_with_clap_encoder_roundtrip(clap_dir, tmp_path):
 
 
 def _tiny_audio_cfg():
-    return dict(spec_size=64, num_mel_bins=16, window_size=4, patch_size=2, patch_stride=2,
-                patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
-                projection_dim=24, projection_hidden_size=24, enable_fusion=False)
+    return dict(
+        spec_size=64,
+        num_mel_bins=16,
+        window_size=4,
+        patch_size=2,
+        patch_stride=2,
+        patch_embeds_hidden_size=8,
+        hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        projection_dim=24,
+        projection_hidden_size=24,
+        enable_fusion=False,
+    )
 
 
 def _fe():
     from transformers import ClapFeatureExtractor
 
-    return ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400,
-                                max_length_s=1)
+    return ClapFeatureExtractor(
+        feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400, max_length_s=1
+    )
 
 
 def test_full_clapmodel_directory_loads_audio_tower(tmp_path):
     from transformers import ClapConfig, ClapModel
 
     torch.manual_seed(1)
-    text = dict(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                projection_dim=24, projection_hidden_size=24)
+    text = dict(
+        vocab_size=99,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        projection_dim=24,
+        projection_hidden_size=24,
+    )
     full = ClapModel(ClapConfig(text_config=text, audio_config=_tiny_audio_cfg(), projection_dim=24)).eval()
     full.save_pretrained(tmp_path)
     _fe().save_pretrained(tmp_path)
@@ -98,7 +136,8 @@ def test_bare_clap_audio_model_directory(tmp_path):
     _fe().save_pretrained(tmp_path)
     enc = build_encoder(HFClapEncoder.config_from_directory(tmp_path, "dense"), WIN)
     enc.load_directory_weights(tmp_path)  # really loaded, not silently re-initialised
-    assert torch.equal(enc.model.audio_model.audio_encoder.patch_embed.proj.weight,
-                       bare.audio_encoder.patch_embed.proj.weight)
+    assert torch.equal(
+        enc.model.audio_model.audio_encoder.patch_embed.proj.weight, bare.audio_encoder.patch_embed.proj.weight
+    )
     with pytest.raises(ModelLoadError, match="projection"):
         build_encoder(HFClapEncoder.config_from_directory(tmp_path, "pooled"), WIN).load_directory_weights(tmp_path)

@@ -42,11 +42,19 @@ def test_stereo_is_mixed_down_not_first_channel():
     assert np.allclose(prepare_waveform(x, 16000, 16000), 1.0)
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("missing", "file not found"), ("dir", "directory"), ("empty", "empty file"),
-    ("text", "not an audio file"), ("corrupt", "audio"), ("zero", "zero-length"),
-    ("nan", "NaN"), ("long", "over the limit"),
-])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("missing", "file not found"),
+        ("dir", "directory"),
+        ("empty", "empty file"),
+        ("text", "not an audio file"),
+        ("corrupt", "audio"),
+        ("zero", "zero-length"),
+        ("nan", "NaN"),
+        ("long", "over the limit"),
+    ],
+)
 def test_bad_inputs_one_clear_line(tmp_path, case, needle):
     p = tmp_path / "bad.wav"
     if case == "dir":

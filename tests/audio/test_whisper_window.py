@@ -1,4 +1,5 @@
 """Whisper's encoder on the model's window length (audio/whisper.py), on a tiny random encoder."""
+
 import numpy as np
 import pytest
 import torch
@@ -78,12 +79,15 @@ def test_tokens_per_window_average_pools():
     assert torch.allclose(pooled, dense.reshape(1, 10, 5, -1).mean(2), atol=1e-6)
 
 
-@pytest.mark.parametrize("window,tokens,match", [
-    (WindowConfig(sample_rate=32000, window_seconds=1.0, hop_seconds=1.0), -1, "16 kHz"),
-    (WindowConfig(sample_rate=16000, window_seconds=1.01, hop_seconds=1.0), -1, "not a multiple"),
-    (WindowConfig(sample_rate=16000, window_seconds=31.0, hop_seconds=1.0), -1, "30 s"),
-    (WindowConfig(sample_rate=16000, window_seconds=1.0, hop_seconds=1.0), 7, "does not divide"),
-])
+@pytest.mark.parametrize(
+    "window,tokens,match",
+    [
+        (WindowConfig(sample_rate=32000, window_seconds=1.0, hop_seconds=1.0), -1, "16 kHz"),
+        (WindowConfig(sample_rate=16000, window_seconds=1.01, hop_seconds=1.0), -1, "not a multiple"),
+        (WindowConfig(sample_rate=16000, window_seconds=31.0, hop_seconds=1.0), -1, "30 s"),
+        (WindowConfig(sample_rate=16000, window_seconds=1.0, hop_seconds=1.0), 7, "does not divide"),
+    ],
+)
 def test_bad_settings_are_one_line(window, tokens, match):
     cfg = EncoderConfig(kind="whisper", dim=TINY["d_model"], tokens_per_window=tokens, hf_config=dict(TINY))
     with pytest.raises(ValueError, match=match):

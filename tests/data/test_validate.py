@@ -1,5 +1,6 @@
 """`data validate` beyond the schema: NaN/inf audio, paths leaving the data root, empty manifests,
 invalid UTF-8, directories and symlink loops named as such."""
+
 import json
 import os
 
@@ -49,8 +50,9 @@ def test_nan_outside_the_segment_is_not_a_problem(data):
 def test_paths_leaving_the_manifest_folder_are_problems_unless_under_root(tmp_path, data):
     sf.write(tmp_path / "outside.wav", np.full(1600, 0.1, np.float32), 16000)
     os.symlink(tmp_path, data / "link")
-    m = _manifest(data, _rec("../outside.wav"), _rec("link/outside.wav"), _rec(tmp_path / "outside.wav"),
-                  _rec(data / "ok.wav"))
+    m = _manifest(
+        data, _rec("../outside.wav"), _rec("link/outside.wav"), _rec(tmp_path / "outside.wav"), _rec(data / "ok.wav")
+    )
     rep = validate_manifest(m)
     assert [int(p.split(":")[1]) for p in rep.problems] == [1, 2, 3], rep.problems
     assert all("outside the manifest's folder" in p for p in rep.problems)
@@ -69,8 +71,9 @@ def test_empty_manifest_is_a_problem(tmp_path, text, capsys):
 
 def test_invalid_utf8_is_a_problem_naming_the_line(data):
     m = data / "m.jsonl"
-    m.write_bytes(json.dumps(_rec("ok.wav")).encode() + b"\n" + b'{"audio": "ok.wav", "task": "caption", '
-                                                              b'"output": "caf\xe9"}\n')
+    m.write_bytes(
+        json.dumps(_rec("ok.wav")).encode() + b"\n" + b'{"audio": "ok.wav", "task": "caption", "output": "caf\xe9"}\n'
+    )
     rep = validate_manifest(m)
     assert rep.records == 1 and len(rep.problems) == 1 and rep.problems[0].startswith(f"{m}:2: not valid UTF-8")
     with pytest.raises(ValueError, match=f"{m}:2: not valid UTF-8"):

@@ -1,4 +1,5 @@
 """Tiny fixtures in each benchmark's exact public layout."""
+
 import json
 from pathlib import Path
 
@@ -28,12 +29,18 @@ def write(name: str, root: Path) -> Path:
     elif name == "audiocaps":
         wav(r / "audio" / "Yabc.wav")
         wav(r / "audio" / "def_30.wav")
-        text(r / "test.csv", "audiocap_id,youtube_id,start_time,caption\n1,abc,0,a bell rings\n2,abc,0,bells ring\n"
-             "3,def,30,a man speaks\n4,ghi,0,missing clip\n")
+        text(
+            r / "test.csv",
+            "audiocap_id,youtube_id,start_time,caption\n1,abc,0,a bell rings\n2,abc,0,bells ring\n"
+            "3,def,30,a man speaks\n4,ghi,0,missing clip\n",
+        )
     elif name == "clotho-aqa":
         wav(r / "audio_files" / "a.wav")
-        text(r / "clotho_aqa_test.csv", "file_name,QuestionText,answer,confidence\n"
-             "a.wav,Is it loud?,yes,yes\na.wav,Is it loud?,yes,maybe\na.wav,Is it loud?,no,yes\n")
+        text(
+            r / "clotho_aqa_test.csv",
+            "file_name,QuestionText,answer,confidence\n"
+            "a.wav,Is it loud?,yes,yes\na.wav,Is it loud?,yes,maybe\na.wav,Is it loud?,no,yes\n",
+        )
     elif name == "cochlscene":
         for c in ("Bus", "Park"):
             wav(r / "Test" / c / f"{c}_1.wav")
@@ -42,17 +49,28 @@ def write(name: str, root: Path) -> Path:
         wav(r / "test" / "x2.wav")
         text(r / "metadata of test set.csv", "Filename,Classname\nx1.wav,breath\nx2.wav,cough\n")
     elif name.startswith("nsynth"):
-        meta = {"guitar_acoustic_000-060-075": {"instrument_family_str": "guitar", "instrument_source_str": "acoustic",
-                                                "qualities_str": ["bright", "percussive"]},
-                "keyboard_electronic_001-021-127": {"instrument_family_str": "keyboard",
-                                                    "instrument_source_str": "electronic", "qualities_str": ["dark"]}}
+        meta = {
+            "guitar_acoustic_000-060-075": {
+                "instrument_family_str": "guitar",
+                "instrument_source_str": "acoustic",
+                "qualities_str": ["bright", "percussive"],
+            },
+            "keyboard_electronic_001-021-127": {
+                "instrument_family_str": "keyboard",
+                "instrument_source_str": "electronic",
+                "qualities_str": ["dark"],
+            },
+        }
         text(r / "nsynth-test" / "examples.json", json.dumps(meta))
         for k in meta:
             wav(r / "nsynth-test" / "audio" / f"{k}.wav")
     elif name == "urbansound8k":
         wav(r / "audio" / "fold10" / "7061-6-0-0.wav")
-        text(r / "metadata" / "UrbanSound8K.csv", "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
-             "7061-6-0-0.wav,7061,0.0,0.5,1,10,6,gun_shot\n100-1-0-0.wav,100,0,1,1,10,1,car_horn\n")
+        text(
+            r / "metadata" / "UrbanSound8K.csv",
+            "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+            "7061-6-0-0.wav,7061,0.0,0.5,1,10,6,gun_shot\n100-1-0-0.wav,100,0,1,1,10,1,car_horn\n",
+        )
     elif name == "gtzan":
         for g in ("blues", "jazz"):
             wav(r / "genres" / g / f"{g}.00000.wav")
@@ -63,13 +81,18 @@ def write(name: str, root: Path) -> Path:
         wav(r / "Actor_01" / "03-01-05-01-02-01-01.wav")
         wav(r / "Actor_02" / "03-01-01-01-01-01-02.wav")
     elif name == "medley-solos-db":
-        text(r / "Medley-solos-DB_metadata.csv", "subset,instrument,instrument_id,song_id,uuid4\n"
-             "test,flute,3,1,aaa\ntraining,piano,4,2,bbb\ntest,violin,7,3,ccc\n")
+        text(
+            r / "Medley-solos-DB_metadata.csv",
+            "subset,instrument,instrument_id,song_id,uuid4\n"
+            "test,flute,3,1,aaa\ntraining,piano,4,2,bbb\ntest,violin,7,3,ccc\n",
+        )
         wav(r / "audio" / "Medley-solos-DB_test-3_aaa.wav")
         wav(r / "audio" / "Medley-solos-DB_test-7_ccc.wav")
     elif name == "fsd50k":
-        text(r / "FSD50K.ground_truth" / "eval.csv", "fname,labels,mids\n"
-             "37199,\"Electric_guitar,Guitar,Music\",/m/02sgy\n175151,\"Dog,Animal\",/m/0bt9lr\n")
+        text(
+            r / "FSD50K.ground_truth" / "eval.csv",
+            'fname,labels,mids\n37199,"Electric_guitar,Guitar,Music",/m/02sgy\n175151,"Dog,Animal",/m/0bt9lr\n',
+        )
         wav(r / "FSD50K.eval_audio" / "37199.wav")
         wav(r / "FSD50K.eval_audio" / "175151.wav")
     else:

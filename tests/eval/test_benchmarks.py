@@ -23,7 +23,9 @@ EXPECTED = {  # benchmark -> (items, references of the first item, options of th
 
 def test_every_paper_benchmark_is_registered():
     # plus the default model's own held-out split (tests/data/test_synth.py reads it)
-    assert set(BENCHMARKS) == set(EXPECTED) | {f"synth-{t}" for t in ("caption", "aqa", "instrument", "fewshot", "dialogue")}
+    assert set(BENCHMARKS) == set(EXPECTED) | {
+        f"synth-{t}" for t in ("caption", "aqa", "instrument", "fewshot", "dialogue")
+    }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -1,4 +1,5 @@
 """`audioflamingo eval` end to end on a tiny model: batched, resumable, few-shot, report."""
+
 import json
 
 import pytest
@@ -37,13 +38,25 @@ def test_classification_eval_resumes_and_records_settings(model_dir, tmp_path, c
 
 def test_missing_audio_is_counted_not_fatal_unless_all(model_dir, tmp_path, capsys):
     data = write("audiocaps", tmp_path)  # one of three clips has no audio file
-    res = _run(capsys, "audiocaps", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "r"),
-               "--max-new-tokens", "4")
+    res = _run(
+        capsys,
+        "audiocaps",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--max-new-tokens",
+        "4",
+    )
     assert res["items"] == 2 and res["missing_audio"] == 1
     assert isinstance(res["metrics"]["CIDEr-D"], float) and "unavailable" in res["metrics"]["SPICE"]
     for f in (data / "audio").iterdir():
         f.unlink()
-    assert main(["eval", "audiocaps", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "r2")]) == 1
+    assert (
+        main(["eval", "audiocaps", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "r2")]) == 1
+    )
     assert "none of the 3 audio files exist" in capsys.readouterr().err
 
 
@@ -57,15 +70,44 @@ def test_few_shot_and_report(model_dir, tmp_path, capsys):
 
     data = write("fsd50k", tmp_path)
     pool = tmp_path / "pool.jsonl"
-    write_manifest([{"id": "p1", "audio": str(data / "FSD50K.eval_audio" / "37199.wav"), "task": "caption",
-                     "instruction": "Use a few labels to describe this sound.", "output": "guitar, music"},
-                    {"id": "p2", "audio": str(data / "FSD50K.eval_audio" / "175151.wav"), "task": "caption",
-                     "instruction": "Use a few labels to describe this sound.", "output": "dog, animal"}], pool)
+    write_manifest(
+        [
+            {
+                "id": "p1",
+                "audio": str(data / "FSD50K.eval_audio" / "37199.wav"),
+                "task": "caption",
+                "instruction": "Use a few labels to describe this sound.",
+                "output": "guitar, music",
+            },
+            {
+                "id": "p2",
+                "audio": str(data / "FSD50K.eval_audio" / "175151.wav"),
+                "task": "caption",
+                "instruction": "Use a few labels to describe this sound.",
+                "output": "dog, animal",
+            },
+        ],
+        pool,
+    )
     zero = tmp_path / "zero"
     two = tmp_path / "one"
     _run(capsys, "fsd50k", "--model", str(model_dir), "--data", str(data), "--out", str(zero), "--max-new-tokens", "4")
-    res = _run(capsys, "fsd50k", "--model", str(model_dir), "--data", str(data), "--out", str(two), "--shots", "1",
-               "--rag", str(pool), "--max-new-tokens", "4")
+    res = _run(
+        capsys,
+        "fsd50k",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(two),
+        "--shots",
+        "1",
+        "--rag",
+        str(pool),
+        "--max-new-tokens",
+        "4",
+    )
     assert res["shots"] == 1
     preds = [json.loads(l) for l in (two / "predictions.jsonl").read_text().splitlines()]
     # the example from the query's own file is never used as its shot

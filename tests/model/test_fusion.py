@@ -1,4 +1,5 @@
 """Gated xattn-dense inside real HF causal LMs of four families."""
+
 import pytest
 import torch
 
@@ -7,7 +8,9 @@ from tests.conftest import FAMILIES, make_model, noise, tiny_lm
 
 
 def _prompt(tok, n_audio=1):
-    text = "<s>The task is audio captioning." + "".join("<audio>describe it<SEP>a dog barks<EOC>\n" for _ in range(n_audio))
+    text = "<s>The task is audio captioning." + "".join(
+        "<audio>describe it<SEP>a dog barks<EOC>\n" for _ in range(n_audio)
+    )
     return torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
 
 

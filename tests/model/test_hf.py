@@ -1,4 +1,5 @@
 """The model as a transformers model: Auto classes, the processor, generate through it, round trips."""
+
 import json
 import shutil
 
@@ -52,18 +53,22 @@ def test_generate_through_the_processor_equals_the_pipeline(model_dir):
     assert inputs["input_features"].shape == (2 + 5, 16000) and inputs["audio_windows"].tolist() == [2, 5]
     out = model.generate(**inputs, max_new_tokens=6)
     pipe = AudioFlamingoPipeline.load(model_dir)
-    ids, attn, state = pipe._batch([q.render(pipe.tokenizer) for q in
-                                    [_query(clips[0], "What is it?"), _query(clips[1], "How long is it?")]],
-                                   [[clips[0]], [clips[1]]])
+    ids, attn, state = pipe._batch(
+        [q.render(pipe.tokenizer) for q in [_query(clips[0], "What is it?"), _query(clips[1], "How long is it?")]],
+        [[clips[0]], [clips[1]]],
+    )
     assert torch.equal(inputs["input_ids"], ids) and torch.equal(inputs["attention_mask"], attn)
     expected = pipe.model.generate(ids, attn, state, max_new_tokens=6)
     assert torch.equal(out, expected)
-    texts = processor.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-    assert [t.strip() for t in texts] == pipe.answer([_query(clips[0], "What is it?"),
-                                                      _query(clips[1], "How long is it?")], max_new_tokens=6)
+    texts = processor.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+    assert [t.strip() for t in texts] == pipe.answer(
+        [_query(clips[0], "What is it?"), _query(clips[1], "How long is it?")], max_new_tokens=6
+    )
     # the audio matters, clip by clip
     logits = model(**inputs).logits
-    logits_other = model(**processor(audio=[noise(1.4, seed=5), clips[1]], text=["What is it?", "How long is it?"])).logits
+    logits_other = model(
+        **processor(audio=[noise(1.4, seed=5), clips[1]], text=["What is it?", "How long is it?"])
+    ).logits
     assert not torch.allclose(logits[0], logits_other[0]) and torch.allclose(logits[1], logits_other[1], atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """The lean inference LM and tokenizer equal the transformers ones they stand in for."""
+
 import subprocess
 import sys
 
@@ -34,8 +35,12 @@ def test_logits_equal_transformers_with_left_padding_and_cache(family):
     out = lite(input_ids=ids[:, :9], attention_mask=mask[:, :9], use_cache=True)
     steps = [out.logits]
     for t in range(9, ids.shape[1]):
-        out = lite(input_ids=ids[:, t : t + 1], attention_mask=mask[:, : t + 1], past_key_values=out.past_key_values,
-                   use_cache=True)
+        out = lite(
+            input_ids=ids[:, t : t + 1],
+            attention_mask=mask[:, : t + 1],
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
         steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1)[real], ref[real], atol=1e-5, rtol=0)
 
@@ -60,12 +65,15 @@ def test_audio_flamingo_greedy_and_scores_equal_on_lite(family):
     assert model.is_lite
     seq = model.generate(x, m, model.audio_state(clips), max_new_tokens=12, do_sample=False)
     assert seq.tolist() == ref_seq.tolist()
-    torch.testing.assert_close(model(x, m, audio=model.audio_state(clips)).logits[m.bool()], ref_logits[m.bool()],
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        model(x, m, audio=model.audio_state(clips)).logits[m.bool()], ref_logits[m.bool()], atol=1e-5, rtol=0
+    )
     # Beams need transformers: the model swaps to it (same tensors) and still answers the same.
     beams = model.generate(x, m, model.audio_state(clips), max_new_tokens=12, num_beams=2, do_sample=False)
     assert not model.is_lite and beams.shape[0] == x.shape[0]
-    assert model.generate(x, m, model.audio_state(clips), max_new_tokens=12, do_sample=False).tolist() == ref_seq.tolist()
+    assert (
+        model.generate(x, m, model.audio_state(clips), max_new_tokens=12, do_sample=False).tolist() == ref_seq.tolist()
+    )
 
 
 def test_lite_tokenizer_equals_transformers(tmp_path):
@@ -73,8 +81,13 @@ def test_lite_tokenizer_equals_transformers(tmp_path):
 
     d = default_model_dir()
     ours, ref = LiteTokenizer(d), AutoTokenizer.from_pretrained(str(d))
-    texts = ["The task is audio captioning.", "<s><audio>Which instrument is playing?\nOptions:\n- organ\n<SEP>",
-             "a man speaking<EOC></s>", "Ünïcode, émoji 🎵 and\ttabs", ""]
+    texts = [
+        "The task is audio captioning.",
+        "<s><audio>Which instrument is playing?\nOptions:\n- organ\n<SEP>",
+        "a man speaking<EOC></s>",
+        "Ünïcode, émoji 🎵 and\ttabs",
+        "",
+    ]
     for t in texts:
         assert ours(t, add_special_tokens=False)["input_ids"] == ref(t, add_special_tokens=False)["input_ids"]
         ids = ref(t, add_special_tokens=False)["input_ids"]
@@ -83,7 +96,9 @@ def test_lite_tokenizer_equals_transformers(tmp_path):
     for name in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "bos_token", "eos_token"):
         assert getattr(ours, name) == getattr(ref, name), name
     assert len(ours) == len(ref) and ours.get_vocab() == ref.get_vocab()
-    assert ours.convert_tokens_to_ids(["<audio>", "<SEP>", "<EOC>"]) == ref.convert_tokens_to_ids(["<audio>", "<SEP>", "<EOC>"])
+    assert ours.convert_tokens_to_ids(["<audio>", "<SEP>", "<EOC>"]) == ref.convert_tokens_to_ids(
+        ["<audio>", "<SEP>", "<EOC>"]
+    )
     ours.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(str(tmp_path))("<audio>x")["input_ids"] == ref("<audio>x")["input_ids"]
 
@@ -95,14 +110,19 @@ def test_default_model_answers_the_same_on_both_runtimes():
     for lite in (True, False):
         pipe = AudioFlamingoPipeline.load(lite=lite)
         assert pipe.model.is_lite == lite
-        answers[lite] = ([pipe.caption([clip])[0]] + [pipe.ask(clip, q) for q in questions]
-                         + [pipe.classify(clip, ["organ", "piano", "violin"])[0]["label"]])
+        answers[lite] = (
+            [pipe.caption([clip])[0]]
+            + [pipe.ask(clip, q) for q in questions]
+            + [pipe.classify(clip, ["organ", "piano", "violin"])[0]["label"]]
+        )
     assert answers[True] == answers[False]
 
 
 def test_demo_path_never_imports_transformers():
-    code = ("import sys; from audioflamingo.cli import main; rc = main(['demo']); "
-            "sys.exit(rc or (3 if any(m.split('.')[0] == 'transformers' for m in sys.modules) else 0))")
+    code = (
+        "import sys; from audioflamingo.cli import main; rc = main(['demo']); "
+        "sys.exit(rc or (3 if any(m.split('.')[0] == 'transformers' for m in sys.modules) else 0))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "caption:" in run.stdout

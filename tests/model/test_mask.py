@@ -1,4 +1,5 @@
 """Block-triangular cross-attention, before and during KV-cached decoding."""
+
 import pytest
 import torch
 
@@ -28,8 +29,10 @@ def test_block_triangular_mask():
 
 
 def _three_audio_prompt(model, tok):
-    text = ("<s>The task is audio captioning.Here are similar samples.\n"
-            "<audio>describe<SEP>a dog<EOC>\n<audio>describe<SEP>rain falls<EOC>\n<audio>describe<SEP>")
+    text = (
+        "<s>The task is audio captioning.Here are similar samples.\n"
+        "<audio>describe<SEP>a dog<EOC>\n<audio>describe<SEP>rain falls<EOC>\n<audio>describe<SEP>"
+    )
     ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
     clips = model.encode_clips([noise(1.2, seed=1), noise(2.0, seed=2), noise(0.6, seed=3)])
     return ids, clips
@@ -72,8 +75,9 @@ def test_cached_decoding_matches_full_forward_with_three_audios(family, mode):
     else:
         mask = torch.ones_like(ids)
     rec = _Record()
-    model.generate(ids, mask, model.audio_state(rows), max_new_tokens=8, min_new_tokens=8, logits_processor=[rec],
-                   **MODES[mode])
+    model.generate(
+        ids, mask, model.audio_state(rows), max_new_tokens=8, min_new_tokens=8, logits_processor=[rec], **MODES[mode]
+    )
     assert len(rec.steps) == 8
     per_row = len(rec.steps[0][0]) // len(rows)  # beams repeat each row
     state_rows = [r for r in rows for _ in range(per_row)]

@@ -1,5 +1,6 @@
 """A broken model folder is one line naming the file and the problem (exit 2), never a traceback;
 pickles where weights are expected are refused without running them."""
+
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ def _bad_header(m):
     w = m / "model.safetensors"
     data = bytearray(w.read_bytes())
     n = struct.unpack("<Q", data[:8])[0]
-    data[8:8 + n] = (b"{garbage" + b" " * n)[:n]
+    data[8 : 8 + n] = (b"{garbage" + b" " * n)[:n]
     w.write_bytes(bytes(data))
 
 
@@ -42,23 +43,32 @@ def _config(**sections):
         for section, kv in sections.items():
             cfg[section].update(kv)
         (m / "config.json").write_text(json.dumps(cfg))
+
     return edit
 
 
 CASES = {
-    "weights-truncated-half": (lambda m: _truncate((m / "model.safetensors").stat().st_size // 2)(m),
-                               "model.safetensors", "truncated"),
+    "weights-truncated-half": (
+        lambda m: _truncate((m / "model.safetensors").stat().st_size // 2)(m),
+        "model.safetensors",
+        "truncated",
+    ),
     "weights-truncated-header": (_truncate(100), "model.safetensors", "truncated"),
     "weights-empty": (_truncate(0), "model.safetensors", "truncated or empty"),
-    "weights-random": (lambda m: (m / "model.safetensors").write_bytes(os.urandom(4096)), "model.safetensors",
-                       "not a safetensors file"),
+    "weights-random": (
+        lambda m: (m / "model.safetensors").write_bytes(os.urandom(4096)),
+        "model.safetensors",
+        "not a safetensors file",
+    ),
     "weights-corrupt-header": (_bad_header, "model.safetensors", "corrupt header"),
     "tokenizer-json-missing": (lambda m: (m / "tokenizer.json").unlink(), "tokenizer.json", "missing"),
     "tokenizer-json-invalid": (lambda m: (m / "tokenizer.json").write_text("{nope"), "tokenizer.json", "invalid JSON"),
-    "tokenizer-json-not-a-tokenizer": (lambda m: (m / "tokenizer.json").write_text('{"model": {"type": "X"}}'),
-                                       "tokenizer.json", "not a valid tokenizer"),
-    "tokenizer-config-missing": (lambda m: (m / "tokenizer_config.json").unlink(), "tokenizer_config.json",
-                                 "missing"),
+    "tokenizer-json-not-a-tokenizer": (
+        lambda m: (m / "tokenizer.json").write_text('{"model": {"type": "X"}}'),
+        "tokenizer.json",
+        "not a valid tokenizer",
+    ),
+    "tokenizer-config-missing": (lambda m: (m / "tokenizer_config.json").unlink(), "tokenizer_config.json", "missing"),
     "config-bad-json": (lambda m: (m / "config.json").write_text('{"window": {,}'), "config.json", "invalid JSON"),
     "config-list": (lambda m: (m / "config.json").write_text("[1]"), "config.json", "JSON object"),
     "config-layers-string": (_config(lm={"num_hidden_layers": "six"}), "config.json", "lm.num_hidden_layers"),
@@ -116,9 +126,11 @@ def test_other_commands_name_a_truncated_weights_file(command, sound, tmp_path, 
     m = tmp_path / "m"
     shutil.copytree(src, m)
     _truncate(700)(m)
-    argv = {"embed": ["embed", str(clip), "--model", str(m)],
-            "average": ["average", str(src), str(m), "--out", str(tmp_path / "avg")],
-            "build-icl": ["data", "build-icl", str(tmp_path / "x.jsonl"), "--encoder", str(m)]}[command]
+    argv = {
+        "embed": ["embed", str(clip), "--model", str(m)],
+        "average": ["average", str(src), str(m), "--out", str(tmp_path / "avg")],
+        "build-icl": ["data", "build-icl", str(tmp_path / "x.jsonl"), "--encoder", str(m)],
+    }[command]
     (tmp_path / "x.jsonl").write_text(json.dumps({"audio": str(clip), "task": "caption", "output": "x"}) + "\n")
     capsys.readouterr()
     assert main(argv) != 0  # one line, non-zero exit

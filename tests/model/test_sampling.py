@@ -1,4 +1,5 @@
 """Seeded sampling: one stream per row, equal across batches and runtimes, and a true sampler."""
+
 import json
 
 import pytest
@@ -21,9 +22,13 @@ def test_warpers_equal_transformers():
     scores = torch.randn(5, 300) * 3
     scores[0, :10] = 2.0  # ties at the cut
     ids = torch.zeros(5, 1, dtype=torch.long)
-    for ours, ref in [(Temperature(0.7), TemperatureLogitsWarper(0.7)), (TopK(7), TopKLogitsWarper(7)),
-                      (TopK(5000), TopKLogitsWarper(5000)), (TopP(0.8), TopPLogitsWarper(0.8)),
-                      (TopP(0.01), TopPLogitsWarper(0.01))]:
+    for ours, ref in [
+        (Temperature(0.7), TemperatureLogitsWarper(0.7)),
+        (TopK(7), TopKLogitsWarper(7)),
+        (TopK(5000), TopKLogitsWarper(5000)),
+        (TopP(0.8), TopPLogitsWarper(0.8)),
+        (TopP(0.01), TopPLogitsWarper(0.01)),
+    ]:
         torch.testing.assert_close(ours(ids, scores.clone()), ref(ids, scores.clone()), atol=0, rtol=0)
 
 
@@ -50,8 +55,14 @@ def test_rows_have_their_own_streams():
 
 
 def test_bad_sampling_settings_are_refused():
-    for bad in (dict(temperature=0.0), dict(temperature=float("nan")), dict(temperature=-1.0), dict(top_p=0.0),
-                dict(top_p=5.0), dict(top_k=-3)):
+    for bad in (
+        dict(temperature=0.0),
+        dict(temperature=float("nan")),
+        dict(temperature=-1.0),
+        dict(top_p=0.0),
+        dict(top_p=5.0),
+        dict(top_k=-3),
+    ):
         with pytest.raises(ValueError):
             sampling_processors(1, seed=0, **bad)
     model, tok = make_model("qwen2")
@@ -76,8 +87,8 @@ def test_batched_sampling_equals_one_by_one(family):
         xi, mi = left_pad([ids[i]], model.special.pad, "cpu")
         torch.manual_seed(i)  # the global generator plays no part
         one = model.generate(xi, mi, model.audio_state([clips[i]]), seed=11, **SAMPLE)
-        new = one[0, xi.shape[1]:].tolist()
-        assert batched[i, x.shape[1]: x.shape[1] + len(new)].tolist() == new
+        new = one[0, xi.shape[1] :].tolist()
+        assert batched[i, x.shape[1] : x.shape[1] + len(new)].tolist() == new
 
 
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
@@ -102,8 +113,25 @@ def test_cli_sampled_text_is_the_same_on_both_runtimes_and_batch_sizes(tmp_path,
     clip = str(example_clip())
     runs = []
     for extra in (["--lm-impl", "transformers"], [], ["--batch-size", "1"]):
-        assert main(["caption", clip, clip, "--sample", "--seed", "7", "--temperature", "1.5", "--json",
-                     "--max-new-tokens", "12", *extra]) == 0
+        assert (
+            main(
+                [
+                    "caption",
+                    clip,
+                    clip,
+                    "--sample",
+                    "--seed",
+                    "7",
+                    "--temperature",
+                    "1.5",
+                    "--json",
+                    "--max-new-tokens",
+                    "12",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         runs.append([json.loads(l)["caption"] for l in capsys.readouterr().out.splitlines()])
     assert runs[0] == runs[1] == runs[2]
     assert runs[0][0] == runs[0][1]  # one input, one seed: one text

@@ -20,8 +20,10 @@ def test_rotary_is_relative():
     rot = RotaryTime(8, 4096.0)
     q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
     ang = rot.angles(20, torch.device("cpu"))
+
     def score(i, j):
         return (rot.apply(q, ang[i : i + 1]) * rot.apply(k, ang[j : j + 1])).sum()
+
     torch.testing.assert_close(score(3, 1), score(13, 11), atol=1e-5, rtol=0)
     assert torch.equal(rot.apply(q, ang[:1])[..., 8:], q[..., 8:])  # partial rotary
 
@@ -75,11 +77,13 @@ def test_af1_block_is_post_ln_with_scaled_input():
     a = tr.layer_stack[0].slf_attn
     q, k, v = (w(h).view(2, 4, 2, 8).transpose(1, 2) for w in (a.w_qs, a.w_ks, a.w_vs))
     att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), -1) @ v
-    h = torch.nn.functional.layer_norm(a.fc(att.transpose(1, 2).reshape(2, 4, 16)) + h, (16,),
-                                       a.layer_norm.weight, a.layer_norm.bias, 1e-6)
+    h = torch.nn.functional.layer_norm(
+        a.fc(att.transpose(1, 2).reshape(2, 4, 16)) + h, (16,), a.layer_norm.weight, a.layer_norm.bias, 1e-6
+    )
     f = tr.layer_stack[0].pos_ffn
-    h = torch.nn.functional.layer_norm(f.w_2(torch.relu(f.w_1(h))) + h, (16,), f.layer_norm.weight,
-                                       f.layer_norm.bias, 1e-6)
+    h = torch.nn.functional.layer_norm(
+        f.w_2(torch.relu(f.w_1(h))) + h, (16,), f.layer_norm.weight, f.layer_norm.bias, 1e-6
+    )
     torch.testing.assert_close(tr(x, torch.ones(2, 4, dtype=torch.bool)), h, atol=1e-5, rtol=0)
 
 

@@ -23,8 +23,10 @@ def test_build_query_excludes_the_query_file_and_is_exact(setup, capsys):
     root, m = setup
     capsys.readouterr()
     clip = root / "toy" / "clips" / "tone000.wav"
-    assert main(["index", "query", str(clip), "--index", str(root / "store"), "-k", "3",
-                 "--model", str(root / "model")]) == 0
+    assert (
+        main(["index", "query", str(clip), "--index", str(root / "store"), "-k", "3", "--model", str(root / "model")])
+        == 0
+    )
     hits = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     assert len(hits) == 3 and hits[0]["id"] == "t8"  # same pitch, another file
     assert all(h["id"] != "t0" for h in hits)
@@ -54,8 +56,15 @@ def test_other_encoder_is_refused(setup, capsys):
     assert "built with encoder" in err and "rebuild the datastore" in err
 
 
-@pytest.mark.parametrize("damage,needle", [("empty", "missing or empty index"), ("corrupt", "corrupt index"),
-                                           ("noinfo", "not a datastore"), ("count", "holds 12 vectors")])
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        ("empty", "missing or empty index"),
+        ("corrupt", "corrupt index"),
+        ("noinfo", "not a datastore"),
+        ("count", "holds 12 vectors"),
+    ],
+)
 def test_damaged_store_is_reported(setup, tmp_path, damage, needle):
     import shutil
 
@@ -95,12 +104,44 @@ def test_index_kinds_recall(tmp_path, kind):
 def test_rag_caption_and_classify_report_examples(setup, capsys):
     root, _ = setup
     clip = str(root / "toy" / "clips" / "tone001.wav")
-    assert main(["caption", clip, "--model", str(root / "model"), "--rag", str(root / "store"), "--shots", "2",
-                 "--json", "--max-new-tokens", "3"]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                clip,
+                "--model",
+                str(root / "model"),
+                "--rag",
+                str(root / "store"),
+                "--shots",
+                "2",
+                "--json",
+                "--max-new-tokens",
+                "3",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     assert [e["id"] for e in rec["examples"]][0] == "t9" and len(rec["examples"]) == 2
-    assert main(["classify", clip, "--labels", "a low hum,a high beep", "--model", str(root / "model"),
-                 "--rag", str(root / "store"), "--shots", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                clip,
+                "--labels",
+                "a low hum,a high beep",
+                "--model",
+                str(root / "model"),
+                "--rag",
+                str(root / "store"),
+                "--shots",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     assert len(rec["examples"]) == 1 and rec["label"] in ("a low hum", "a high beep")
 

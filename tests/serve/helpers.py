@@ -1,4 +1,5 @@
 """Shared by the server tests: an in-process uvicorn server on a free loopback port, and clips."""
+
 import base64
 import io
 import socket
@@ -44,8 +45,11 @@ class Server:
         from audioflamingo.serve.app import make_server
 
         self.port = free_port()
-        self.server = make_server(app, "127.0.0.1", self.port, grace_s, log_level="warning") if draining else \
-            uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = (
+            make_server(app, "127.0.0.1", self.port, grace_s, log_level="warning")
+            if draining
+            else uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 30

@@ -1,4 +1,5 @@
 """The OpenAI-compatible server on loopback, driven by the official `openai` client and httpx."""
+
 import base64
 import signal
 import threading
@@ -20,8 +21,12 @@ NAME = "audioflamingo"
 def server(default_pipe):
     from audioflamingo.serve.app import ServeConfig, create_app
 
-    srv = Server(create_app(default_pipe, ServeConfig(model_name="tiny", max_batch=8, window_ms=50,
-                                                      max_audio_seconds=5, max_body_bytes=2 * 2**20)))
+    srv = Server(
+        create_app(
+            default_pipe,
+            ServeConfig(model_name="tiny", max_batch=8, window_ms=50, max_audio_seconds=5, max_body_bytes=2 * 2**20),
+        )
+    )
     yield srv
     srv.stop()
 
@@ -47,8 +52,15 @@ def test_multi_turn_uses_history(server):
 def test_concurrent_requests_are_batched_and_equal_sequential(server):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
     audios = [b64(0.5 + 0.25 * i, 300 + 100 * i) for i in range(6)]
-    ask = lambda a: client.chat.completions.create(model="tiny", messages=msg(audio=a), max_tokens=8  # noqa: E731
-                                                   ).choices[0].message.content
+    ask = lambda a: (  # noqa: E731
+        client.chat.completions.create(
+            model="tiny",
+            messages=msg(audio=a),
+            max_tokens=8,
+        )
+        .choices[0]
+        .message.content
+    )
     sequential = [ask(a) for a in audios]
     before = httpx.get(server.url + "/health").json()["largest_batch"]
     with ThreadPoolExecutor(6) as ex:
@@ -58,11 +70,20 @@ def test_concurrent_requests_are_batched_and_equal_sequential(server):
     assert max(health["largest_batch"], before) > 1
 
 
-@pytest.mark.parametrize("case,status,needle", [
-    ("badb64", 400, "base64"), ("notaudio", 400, "not readable audio"), ("long", 413, "over the limit"),
-    ("noaudio", 400, "no input_audio"), ("url", 400, "not accepted"), ("json", 400, "not valid JSON"),
-    ("big", 413, "over the limit"), ("tokens", 400, "max_tokens"), ("role", 400, "role"),
-])
+@pytest.mark.parametrize(
+    "case,status,needle",
+    [
+        ("badb64", 400, "base64"),
+        ("notaudio", 400, "not readable audio"),
+        ("long", 413, "over the limit"),
+        ("noaudio", 400, "no input_audio"),
+        ("url", 400, "not accepted"),
+        ("json", 400, "not valid JSON"),
+        ("big", 413, "over the limit"),
+        ("tokens", 400, "max_tokens"),
+        ("role", 400, "role"),
+    ],
+)
 def test_bad_requests_get_clear_4xx(server, case, status, needle):
     body = {"model": "tiny", "messages": msg(), "max_tokens": 4}
     if case == "badb64":
@@ -80,10 +101,15 @@ def test_bad_requests_get_clear_4xx(server, case, status, needle):
     elif case == "role":
         body["messages"][0]["role"] = "robot"
     if case == "json":
-        r = httpx.post(server.url + "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+        r = httpx.post(
+            server.url + "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+        )
     elif case == "big":
-        r = httpx.post(server.url + "/v1/chat/completions", content=b"x" * (3 * 2**20),
-                       headers={"content-type": "application/json"})
+        r = httpx.post(
+            server.url + "/v1/chat/completions",
+            content=b"x" * (3 * 2**20),
+            headers={"content-type": "application/json"},
+        )
     else:
         r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=30)
     assert r.status_code == status, r.text
@@ -99,13 +125,21 @@ def test_api_key_and_full_queue(default_pipe):
         body = {"model": NAME, "messages": msg(), "max_tokens": 64}
         r = httpx.post(srv.url + "/v1/chat/completions", json=body)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-        assert httpx.post(srv.url + "/v1/chat/completions", json=body,
-                          headers={"Authorization": "Bearer s3cre"}).status_code == 401
+        assert (
+            httpx.post(
+                srv.url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cre"}
+            ).status_code
+            == 401
+        )
         hdr = {"Authorization": "Bearer s3cret"}
         assert httpx.get(srv.url + "/health").status_code == 200  # health needs no key
         with ThreadPoolExecutor(12) as ex:
-            rs = list(ex.map(lambda _: httpx.post(srv.url + "/v1/chat/completions", json=body, headers=hdr,
-                                                  timeout=60), range(12)))
+            rs = list(
+                ex.map(
+                    lambda _: httpx.post(srv.url + "/v1/chat/completions", json=body, headers=hdr, timeout=60),
+                    range(12),
+                )
+            )
         codes = [r.status_code for r in rs]
         assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
         busy = next(r for r in rs if r.status_code == 503)

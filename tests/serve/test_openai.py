@@ -3,6 +3,7 @@ logprobs, refused parameters, system messages, model names, n, seeded sampling b
 
 The bundled default model answers "What do you hear?" about the bundled clip with "a piano", which
 gives stop sequences something real to cut."""
+
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,7 @@ def test_finish_reason_length_when_max_tokens_cuts(client, clip):
 @pytest.mark.parametrize("stream", [False, True])
 def test_stop_sequences_cut_the_answer(client, clip, stream):
     full = ask(client, clip).choices[0].message.content
-    want = full[:full.index("piano")]
+    want = full[: full.index("piano")]
     if stream:
         chunks = list(ask(client, clip, stop=["piano", "zebra"], stream=True))
         text = "".join(c.choices[0].delta.content or "" for c in chunks)
@@ -109,15 +110,26 @@ def test_logprobs_and_top_logprobs(client, clip):
     plain = ask(client, clip, logprobs=True)
     assert all(t.top_logprobs == [] for t in plain.choices[0].logprobs.content)
     assert ask(client, clip).choices[0].logprobs is None
-    streamed = [t for c in ask(client, clip, logprobs=True, top_logprobs=2, stream=True)
-                if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    streamed = [
+        t
+        for c in ask(client, clip, logprobs=True, top_logprobs=2, stream=True)
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content
+    ]
     assert [t.token for t in streamed] == [t.token for t in content]
 
 
-@pytest.mark.parametrize("param,value", [
-    ("response_format", {"type": "json_object"}), ("tools", [{"type": "function", "function": {"name": "f"}}]),
-    ("tool_choice", "auto"), ("logit_bias", {"5": 1}), ("presence_penalty", 0.5), ("frequency_penalty", 1.0),
-])
+@pytest.mark.parametrize(
+    "param,value",
+    [
+        ("response_format", {"type": "json_object"}),
+        ("tools", [{"type": "function", "function": {"name": "f"}}]),
+        ("tool_choice", "auto"),
+        ("logit_bias", {"5": 1}),
+        ("presence_penalty", 0.5),
+        ("frequency_penalty", 1.0),
+    ],
+)
 def test_unsupported_parameters_are_refused_by_name(client, clip, param, value):
     with pytest.raises(openai.BadRequestError) as e:
         ask(client, clip, **{param: value})
@@ -130,11 +142,14 @@ def test_response_format_text_is_what_it_always_does(client, clip):
 
 def test_system_message_is_the_task_description(client, clip, default_pipe):
     system = "The task is to describe the instrument."
-    r = client.chat.completions.create(model=NAME, max_tokens=64,
-                                       messages=[{"role": "system", "content": system}, *msg(ASK, clip, "flac")])
+    r = client.chat.completions.create(
+        model=NAME, max_tokens=64, messages=[{"role": "system", "content": system}, *msg(ASK, clip, "flac")]
+    )
     assert r.usage.prompt_tokens == _prompt_tokens(default_pipe, system) != _prompt_tokens(default_pipe)
     with pytest.raises(openai.BadRequestError) as e:  # only before the conversation
-        client.chat.completions.create(model=NAME, messages=[*msg(ASK, clip, "flac"), {"role": "system", "content": "x"}])
+        client.chat.completions.create(
+            model=NAME, messages=[*msg(ASK, clip, "flac"), {"role": "system", "content": "x"}]
+        )
     assert e.value.body["param"] == "messages[1].role"
 
 
@@ -156,8 +171,15 @@ def test_model_names_are_checked_and_listed(client, clip, server):
     assert e.value.body["code"] == "model_not_found" and e.value.body["param"] == "model"
 
 
-@pytest.mark.parametrize("method,path,status", [("GET", "/v1/nope", 404), ("POST", "/v1/models", 405),
-                                                ("GET", "/v1/chat/completions", 405), ("GET", "/nope", 404)])
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("GET", "/v1/nope", 404),
+        ("POST", "/v1/models", 405),
+        ("GET", "/v1/chat/completions", 405),
+        ("GET", "/nope", 404),
+    ],
+)
 def test_every_error_is_openai_shaped(server, method, path, status):
     r = httpx.request(method, server.url + path)
     assert r.status_code == status
@@ -197,8 +219,13 @@ def test_seeded_sampling_is_the_same_batched_or_alone(client, clip, server):
         gate.wait()
         if i == 0:
             return ask(client, clip, **kw).choices[0].message.content
-        return client.chat.completions.create(model=NAME, messages=msg(audio=others[i - 1]), max_tokens=32,
-                                              temperature=0.8, seed=i).choices[0].message.content
+        return (
+            client.chat.completions.create(
+                model=NAME, messages=msg(audio=others[i - 1]), max_tokens=32, temperature=0.8, seed=i
+            )
+            .choices[0]
+            .message.content
+        )
 
     with ThreadPoolExecutor(6) as ex:
         got = list(ex.map(one, range(6)))

@@ -4,6 +4,7 @@ Chromium comes from Debian (`.ci/run` installs it); the test is skipped, saying 
 browser is installed and none could be. Set AF_SCREENSHOT_DIR to keep the before/after screenshots
 that docs/SERVING.md shows.
 """
+
 import os
 import shutil
 from pathlib import Path
@@ -16,8 +17,16 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NAME = "af-default"
 KEY = "page-s3cret"
 
@@ -106,8 +115,10 @@ def test_conversation_with_labels_playback_model_name_and_favicon(site, clips, b
     if shots:
         pg.screenshot(path=str(Path(shots) / "serve-page-after.png"), full_page=True)
     assert page.failed == []  # the favicon included
-    assert pg.evaluate("fetch('/favicon.ico').then(r => r.status + ' ' + r.headers.get('content-type'))") == \
-        "200 image/svg+xml"
+    assert (
+        pg.evaluate("fetch('/favicon.ico').then(r => r.status + ' ' + r.headers.get('content-type'))")
+        == "200 image/svg+xml"
+    )
 
 
 def test_every_input_has_a_label(site, browser_page):

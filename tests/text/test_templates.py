@@ -1,6 +1,14 @@
 """Exact rendered strings and loss masks of the paper's three templates."""
-from audioflamingo.text.templates import (IGNORE, TASK_DESCRIPTIONS, Example, render_dialogue, render_interleaved,
-                                          render_single, tokenize)
+
+from audioflamingo.text.templates import (
+    IGNORE,
+    TASK_DESCRIPTIONS,
+    Example,
+    render_dialogue,
+    render_interleaved,
+    render_single,
+    tokenize,
+)
 from audioflamingo.text.tokenizer import add_special_tokens, byte_level_tokenizer
 
 
@@ -21,8 +29,9 @@ def _targets(r, tok):
 def test_single_with_options():
     tok = _tok()
     r = render_single(TASK_DESCRIPTIONS["classify"], Example("Which instrument?", "piano", ["piano", "violin"]), tok)
-    assert r.text == ("<s>The task is audio classification.<audio>Which instrument?\nOptions:\n- piano\n- violin\n"
-                      "<SEP>piano<EOC></s>")
+    assert r.text == (
+        "<s>The task is audio classification.<audio>Which instrument?\nOptions:\n- piano\n- violin\n<SEP>piano<EOC></s>"
+    )
     assert _targets(r, tok) == "piano<EOC></s>"
 
 
@@ -36,8 +45,10 @@ def test_single_without_options_and_open_prompt():
 def test_dialogue_every_answer_in_loss():
     tok = _tok()
     r = render_dialogue([("What is it?", "A dog."), ("How many?", "Two.")], tok)
-    assert r.text == ("<s>The task is dialogue.<audio>\nuser: What is it?\nassistant: <SEP>A dog.<EOC>"
-                      "\nuser: How many?\nassistant: <SEP>Two.<EOC></s>")
+    assert r.text == (
+        "<s>The task is dialogue.<audio>\nuser: What is it?\nassistant: <SEP>A dog.<EOC>"
+        "\nuser: How many?\nassistant: <SEP>Two.<EOC></s>"
+    )
     assert _targets(r, tok) == "A dog.<EOC>Two.<EOC></s>"
     ids, labels = tokenize(r, tok)
     # The user's words are never targets.
@@ -50,9 +61,11 @@ def test_interleaved_icl():
     tok = _tok()
     shots = [Example("Describe.", "rain"), Example("Describe.", "a bell")]
     r = render_interleaved("The task is audio captioning.", shots, Example("Describe.", "a dog"), tok)
-    assert r.text == ("<s>The task is audio captioning.Here are similar samples.\n"
-                      "<audio>Describe.<SEP>rain<EOC>\n<audio>Describe.<SEP>a bell<EOC>\n"
-                      "<audio>Describe.<SEP>a dog<EOC></s>")
+    assert r.text == (
+        "<s>The task is audio captioning.Here are similar samples.\n"
+        "<audio>Describe.<SEP>rain<EOC>\n<audio>Describe.<SEP>a bell<EOC>\n"
+        "<audio>Describe.<SEP>a dog<EOC></s>"
+    )
     assert _targets(r, tok) == "rain<EOC>a bell<EOC>a dog<EOC></s>"
     assert r.text.count("<audio>") == 3
 
@@ -70,8 +83,7 @@ def test_works_with_gpt2_style_tokenizer_without_bos_pad():
     from transformers import PreTrainedTokenizerFast
 
     base = byte_level_tokenizer()
-    t = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(base.backend_tokenizer.to_str()),
-                                eos_token="</s>")
+    t = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(base.backend_tokenizer.to_str()), eos_token="</s>")
     ids = add_special_tokens(t)
     assert ids.pad == t.eos_token_id  # pad falls back to EOS, as GPT-2 users expect
     r = render_single("T.", Example("q", "a"), t)

@@ -22,8 +22,10 @@ def test_average_is_the_weighted_mean_of_every_tensor_and_loads(tmp_path, capsys
     for k, v in mean.state_dict().items():
         torch.testing.assert_close(v, (pa[k] + pb[k]) / 2, rtol=0, atol=1e-6, msg=k)
 
-    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "3,1",
-                 "--out", str(tmp_path / "w")]) == 0
+    assert (
+        main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "3,1", "--out", str(tmp_path / "w")])
+        == 0
+    )
     weighted = AudioFlamingo.from_pretrained(tmp_path / "w")
     for k, v in weighted.state_dict().items():
         torch.testing.assert_close(v, 0.75 * pa[k] + 0.25 * pb[k], rtol=0, atol=1e-6, msg=k)
@@ -53,10 +55,16 @@ def test_average_refuses_bad_arguments(tmp_path, capsys):
         (["average", str(tmp_path / "a"), "--out", str(tmp_path / "x")], "at least two", 2),  # usage
         (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "a")], "not empty", 1),
         (["average", str(tmp_path / "a"), str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope", 1),
-        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1", "--out", str(tmp_path / "x")],
-         "--weights", 2),
-        (["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1,z", "--out", str(tmp_path / "x")],
-         "--weights", 2),
+        (
+            ["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1", "--out", str(tmp_path / "x")],
+            "--weights",
+            2,
+        ),
+        (
+            ["average", str(tmp_path / "a"), str(tmp_path / "a"), "--weights", "1,z", "--out", str(tmp_path / "x")],
+            "--weights",
+            2,
+        ),
     ]
     for argv, needle, code in cases:
         assert main(argv) == code, argv

@@ -1,5 +1,6 @@
 """Recipes are checked (recipe.schema.json and the files they name) before any work: one line
 naming the recipe file and the key, exit 2, no output folder."""
+
 from pathlib import Path
 
 import pytest
@@ -67,12 +68,15 @@ def test_bad_recipe_is_one_line_naming_file_and_key_before_any_work(name, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("text,where", [
-    ("stages:\n  - name: [unclosed\n    kind: sft\n", ":3: YAML syntax error"),
-    ("just some words\n", "this one is a str"),
-    ("- 1\n- 2\n", "this one is a list"),
-    ("seed: 1\nseed: 2\nstages: []\n", ":2: key 'seed' appears twice"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("stages:\n  - name: [unclosed\n    kind: sft\n", ":3: YAML syntax error"),
+        ("just some words\n", "this one is a str"),
+        ("- 1\n- 2\n", "this one is a list"),
+        ("seed: 1\nseed: 2\nstages: []\n", ":2: key 'seed' appears twice"),
+    ],
+)
 def test_unparsable_recipes_are_one_line(text, where, tmp_path, capsys):
     r = tmp_path / "r.yaml"
     r.write_text(text)

@@ -1,5 +1,6 @@
 """Resume bookkeeping and damaged checkpoints: the newest checkpoint always survives, metrics.jsonl
 holds one row per step, and a pickle or a truncated file in a checkpoint is refused in one line."""
+
 import json
 import shutil
 
@@ -64,9 +65,14 @@ def test_pickle_in_a_checkpoint_is_refused_in_one_line(name, stopped_run, capsys
     assert err.count("\n") == 0 and str(ck / name) in err and "refused" in err, err
 
 
-@pytest.mark.parametrize("name,damage", [("optimizer.pt", lambda f: f.write_bytes(f.read_bytes()[:100])),
-                                         ("model.safetensors", lambda f: f.write_bytes(f.read_bytes()[:500])),
-                                         ("trainer_state.json", lambda f: f.write_text("{oops"))])
+@pytest.mark.parametrize(
+    "name,damage",
+    [
+        ("optimizer.pt", lambda f: f.write_bytes(f.read_bytes()[:100])),
+        ("model.safetensors", lambda f: f.write_bytes(f.read_bytes()[:500])),
+        ("trainer_state.json", lambda f: f.write_text("{oops")),
+    ],
+)
 def test_damaged_checkpoint_file_is_named_in_one_line(name, damage, stopped_run, capsys):
     r, run = stopped_run
     f = run / "checkpoints" / "step-00000002" / name
@@ -84,7 +90,15 @@ def test_keep_last_zero_never_deletes_the_checkpoint_just_written(tmp_path):
     opt = torch.optim.SGD([p for p in model.parameters()][:1], lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     for step in (1, 2):
-        checkpoint.save(tmp_path, step, model, tok, opt, sched, {"stage_index": 0, "stage_step": step,
-                                                                 "global_step": step, "sampler": {}}, keep_last=0)
+        checkpoint.save(
+            tmp_path,
+            step,
+            model,
+            tok,
+            opt,
+            sched,
+            {"stage_index": 0, "stage_step": step, "global_step": step, "sampler": {}},
+            keep_last=0,
+        )
     assert checkpoint.latest(tmp_path).name == "step-00000002"
     assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).iterdir()] == ["step-00000002"]

@@ -1,4 +1,5 @@
 """Training: overfitting, multi-process equivalence, SIGKILL + resume, robustness."""
+
 import json
 import os
 import signal
@@ -29,10 +30,18 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     m = write_toy(tmp_path / "toy", n=8)
     one = write_recipe(tmp_path / "one.yaml", m, tmp_path / "one", steps=4, micro=2, accum=2)
     two = write_recipe(tmp_path / "two.yaml", m, tmp_path / "two", steps=4, micro=2, accum=1)
-    subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(one), "--no-progress"], env=ENV, check=True,
-                   capture_output=True)
-    r = subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(two), "--nproc", "2", "--no-progress"],
-                       env=ENV, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "audioflamingo", "train", str(one), "--no-progress"],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "audioflamingo", "train", str(two), "--nproc", "2", "--no-progress"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
@@ -44,13 +53,22 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     m = write_toy(tmp_path / "toy", n=8)
     ref = write_recipe(tmp_path / "ref.yaml", m, tmp_path / "ref", steps=160, save_every=10)
     cut = write_recipe(tmp_path / "cut.yaml", m, tmp_path / "cut", steps=160, save_every=10)
+
     def train(recipe, *extra):  # all runs alike (same thread count), so float sums agree bit for bit
-        subprocess.run([sys.executable, "-m", "audioflamingo", "train", str(recipe), "--no-progress", *extra],
-                       env=ENV, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "audioflamingo", "train", str(recipe), "--no-progress", *extra],
+            env=ENV,
+            check=True,
+            capture_output=True,
+        )
 
     train(ref)
-    proc = subprocess.Popen([sys.executable, "-m", "audioflamingo", "train", str(cut), "--no-progress"], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audioflamingo", "train", str(cut), "--no-progress"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = tmp_path / "cut" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -184,7 +202,9 @@ def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_
     set_trainable(before, stage.kind, stage.train_encoder)
     groups = make_optimizer(before, stage, load_recipe(r).train)[0].param_groups
     enc = [g for g in groups if any(p is q for p in g["params"] for q in before.encoder.parameters())]
-    assert (len(enc) == 1 and enc[0]["initial_lr"] == 1e-3 and enc[0]["weight_decay"] == 0.0) if train_encoder else not enc
+    assert (
+        (len(enc) == 1 and enc[0]["initial_lr"] == 1e-3 and enc[0]["weight_decay"] == 0.0) if train_encoder else not enc
+    )
     # Inference caches clip features either way (nothing is being trained there).
     after.encode_clips([torch.zeros(16000).numpy()])
     assert len(after.clip_cache._d) == 1
@@ -205,9 +225,15 @@ def test_lm_stage_trains_on_copy_drills_and_episode_text_audio_stages_refuse_tex
 
     # an ICL episode as lm text: its template with <audio> markers, no clips, the answers the targets
     _, tok = build("tiny")
-    row = {"id": "e", "audio": "q.wav", "task": "classify", "instruction": "Which?", "output": "kenipo",
-           "options": ["bokadu", "kenipo"], "shots": [{"audio": "s.wav", "instruction": "Which?",
-                                                      "output": "kenipo", "options": ["bokadu", "kenipo"]}]}
+    row = {
+        "id": "e",
+        "audio": "q.wav",
+        "task": "classify",
+        "instruction": "Which?",
+        "output": "kenipo",
+        "options": ["bokadu", "kenipo"],
+        "shots": [{"audio": "s.wav", "instruction": "Which?", "output": "kenipo", "options": ["bokadu", "kenipo"]}],
+    }
     (tmp_path / "e.jsonl").write_text(json.dumps(row) + "\n")
     from audioflamingo.data.manifest import load_manifest
 

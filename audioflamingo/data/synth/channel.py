@@ -9,6 +9,7 @@ shelves and one peak, +-9 dB), a room (an exponentially decaying noise impulse r
 event's level, noise beds (white, pink or brown at about 12, 20 or 28 dB below the loudest event),
 a telephone line for the whole clip and the clip's gain are drawn by scenes.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,10 +76,10 @@ def room(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n) / SR
     ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
     ir[: int(0.002 * SR)] = 0  # the first reflection after the direct sound
-    ir /= np.sqrt(np.sum(ir ** 2)) + 1e-9
+    ir /= np.sqrt(np.sum(ir**2)) + 1e-9
     m = int(2 ** np.ceil(np.log2(x.size + n)))
     tail = np.fft.irfft(np.fft.rfft(x, m) * np.fft.rfft(ir, m), m)[: x.size]
-    dry_rms, wet_rms = np.sqrt(np.mean(x ** 2)) + 1e-9, np.sqrt(np.mean(tail ** 2)) + 1e-9
+    dry_rms, wet_rms = np.sqrt(np.mean(x**2)) + 1e-9, np.sqrt(np.mean(tail**2)) + 1e-9
     y = (1 - wet) * x + wet * tail * dry_rms / wet_rms
     fade = min(int(0.02 * SR), y.size)  # the tail is cut at the event's end: fade it out
     if fade:
@@ -92,7 +93,7 @@ def chain(x: np.ndarray, rng: np.random.Generator, spectral: bool = True) -> tup
     of values whatever is chosen, so one event's chain does not shift the next event's draws."""
     u = rng.random(4)
     rate = int(rng.choice([8000, 11025, 22050]))
-    eq_rng, room_rng = (np.random.default_rng(int(s)) for s in rng.integers(2 ** 32, size=2))
+    eq_rng, room_rng = (np.random.default_rng(int(s)) for s in rng.integers(2**32, size=2))
     steps, y = [], x.astype(np.float32)
     if not spectral:
         u[:3] = 1.0

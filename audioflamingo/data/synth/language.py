@@ -1,6 +1,7 @@
 """Text from a scene's exact timeline: captions in several phrasings, question-answer pairs,
 multi-turn dialogues whose follow-ups refer back to earlier turns, and CLAP negatives (the same
 words with order or attribute binding altered)."""
+
 from __future__ import annotations
 
 import copy
@@ -28,24 +29,33 @@ def phrase(e: Event, v: int) -> str:
         return [f"{_a(e.label)} playing", f"the sound of {_a(e.label)}", f"{_a(e.label)} being played"][v]
     if e.kind == "instrument":
         p, t = _pitch(e), a["tempo"]
-        return [f"a {t} {p}{e.label} melody", f"{_a(e.label)} playing a {t} {p}tune",
-                f"{t} {p}notes on {_a(e.label)}"][v]
+        return [f"a {t} {p}{e.label} melody", f"{_a(e.label)} playing a {t} {p}tune", f"{t} {p}notes on {_a(e.label)}"][
+            v
+        ]
     if e.kind == "speech":
         who = "man" if a["gender"] == "male" else "woman"
         lang = a["language"].capitalize()
-        return [f"a {who} speaking {lang}", f"a {a['gender']} voice talking in {lang}",
-                f"a {who} saying something in {lang}"][v]
+        return [
+            f"a {who} speaking {lang}",
+            f"a {a['gender']} voice talking in {lang}",
+            f"a {who} saying something in {lang}",
+        ][v]
     if e.kind == "everyday":
         return [e.label, f"the sound of {e.label}", f"{e.label} in the recording"][v]
     if e.kind == "alert":
-        return {"bell": ["a bell ringing", "a ringing bell", "the sound of a bell"],
-                "phone ringing": ["a phone ringing", "a ringing telephone", "the ring of a phone"],
-                "camera shutter": ["a camera shutter clicking", "the click of a camera shutter", "a camera shutter"],
-                "chime": ["a notification chime", "an electronic chime", "a short chime"]}[e.label][v]
+        return {
+            "bell": ["a bell ringing", "a ringing bell", "the sound of a bell"],
+            "phone ringing": ["a phone ringing", "a ringing telephone", "the ring of a phone"],
+            "camera shutter": ["a camera shutter clicking", "the click of a camera shutter", "a camera shutter"],
+            "chime": ["a notification chime", "an electronic chime", "a short chime"],
+        }[e.label][v]
     if e.kind == "beep":
         ln, p = a["length"], a["pitch"]
-        return [f"a {ln} {p} beep", f"a {'brief' if ln == 'short' else 'long'} {p}-pitched beep",
-                f"one {ln}, {p} beep"][v]
+        return [
+            f"a {ln} {p} beep",
+            f"a {'brief' if ln == 'short' else 'long'} {p}-pitched beep",
+            f"one {ln}, {p} beep",
+        ][v]
     if e.kind == "noise":
         c = a["colour"]
         return [f"a burst of {c} noise", f"{c} noise hissing", f"a short hiss of {c} noise"][v]
@@ -55,13 +65,17 @@ def phrase(e: Event, v: int) -> str:
         return [f"a {d} chirp", f"a tone sweeping {way}", f"an {way} sweeping chirp"][v]
     if e.kind == "ticking":
         t = a["tempo"]
-        return [f"{t} ticking", f"a {t} clicking sound", f"something ticking {'quickly' if t == 'fast' else 'slowly'}"][v]
+        return [f"{t} ticking", f"a {t} clicking sound", f"something ticking {'quickly' if t == 'fast' else 'slowly'}"][
+            v
+        ]
     raise ValueError(e.kind)
 
 
-_JOIN = {1: ["{0}", "the recording contains {0}", "there is {0}"],
-         2: ["{0}, then {1}", "first {0}, followed by {1}", "{0}, and after that {1}"],
-         3: ["{0}, then {1}, then {2}", "first {0}, followed by {1} and then {2}", "{0}, after that {1}, and finally {2}"]}
+_JOIN = {
+    1: ["{0}", "the recording contains {0}", "there is {0}"],
+    2: ["{0}, then {1}", "first {0}, followed by {1}", "{0}, and after that {1}"],
+    3: ["{0}, then {1}, then {2}", "first {0}, followed by {1} and then {2}", "{0}, after that {1}, and finally {2}"],
+}
 _LEAD = ["after a short silence, ", "following a pause, ", "after a moment of silence, "]
 _BED = [" over faint background noise", " with a faint hiss in the background", " over a quiet noise bed"]
 
@@ -84,8 +98,16 @@ def ident(e: Event) -> str:
         return "a man speaking" if e.attrs["gender"] == "male" else "a woman speaking"
     if e.kind == "everyday":
         return e.label
-    return {"bell": "a bell", "phone ringing": "a phone ringing", "camera shutter": "a camera shutter",
-            "chime": "a chime", "beep": "a beep", "noise": "noise", "chirp": "a chirp", "ticking": "ticking"}[e.label]
+    return {
+        "bell": "a bell",
+        "phone ringing": "a phone ringing",
+        "camera shutter": "a camera shutter",
+        "chime": "a chime",
+        "beep": "a beep",
+        "noise": "noise",
+        "chirp": "a chirp",
+        "ticking": "ticking",
+    }[e.label]
 
 
 def _unique(scene: Scene, e: Event) -> bool:
@@ -98,41 +120,87 @@ def _unique(scene: Scene, e: Event) -> bool:
 # shuffled for the same reason. Template 0 is the canonical phrasing (what `questions(scene)` gives
 # without an rng).
 TEMPLATES: dict[str, list[str]] = {
-    "count": ["How many sounds are there?", "How many distinct sounds can you hear?",
-              "How many separate sounds does the recording contain?", "Count the sounds: how many are there?"],
-    "first": ["What do you hear first?", "What is the first sound?", "Which sound comes first?",
-              "What sound opens the recording?"],
+    "count": [
+        "How many sounds are there?",
+        "How many distinct sounds can you hear?",
+        "How many separate sounds does the recording contain?",
+        "Count the sounds: how many are there?",
+    ],
+    "first": [
+        "What do you hear first?",
+        "What is the first sound?",
+        "Which sound comes first?",
+        "What sound opens the recording?",
+    ],
     "second": ["What is the second sound?", "What do you hear second?", "Which sound comes second?"],
-    "last": ["What is the last sound?", "What do you hear last?", "Which sound comes last?",
-             "What sound ends the recording?"],
-    "instruments": ["Which instruments can you hear?", "What instruments are playing?",
-                    "Name the instruments you hear.", "Which musical instruments are in the recording?"],
-    "speaking": ["Is anyone speaking?", "Can you hear someone speak?", "Is there speech in the recording?",
-                 "Does anyone talk in this clip?"],
-    "silence": ["Does the recording begin with silence?", "Is the start of the clip silent?",
-                "Is there silence before the first sound?", "Does the clip open with a pause?"],
-    "duration": ["How long is the recording?", "What is the length of the clip?",
-                 "How many seconds does the recording last?", "How long does the clip last?"],
+    "last": [
+        "What is the last sound?",
+        "What do you hear last?",
+        "Which sound comes last?",
+        "What sound ends the recording?",
+    ],
+    "instruments": [
+        "Which instruments can you hear?",
+        "What instruments are playing?",
+        "Name the instruments you hear.",
+        "Which musical instruments are in the recording?",
+    ],
+    "speaking": [
+        "Is anyone speaking?",
+        "Can you hear someone speak?",
+        "Is there speech in the recording?",
+        "Does anyone talk in this clip?",
+    ],
+    "silence": [
+        "Does the recording begin with silence?",
+        "Is the start of the clip silent?",
+        "Is there silence before the first sound?",
+        "Does the clip open with a pause?",
+    ],
+    "duration": [
+        "How long is the recording?",
+        "What is the length of the clip?",
+        "How many seconds does the recording last?",
+        "How long does the clip last?",
+    ],
     "pitch": ["Is {ref} {x} or {y}?", "Is {ref} {x}-pitched or {y}-pitched?", "Does {ref} sound {x} or {y}?"],
     "tempo": ["Is {ref} {x} or {y}?", "Is the pace of {ref} {x} or {y}?", "Does {ref} sound {x} or {y}?"],
     "length": ["Is {ref} {x} or {y}?", "Does {ref} last a {x} or a {y} time?", "Would you call {ref} {x} or {y}?"],
     "direction": ["Is {ref} {x} or {y}?", "Is the pitch of {ref} {x} or {y}?", "Does {ref} sound {x} or {y}?"],
-    "colour": ["What colour of noise is {ref}?", "Is {ref} white, pink or brown noise?",
-               "Which colour of noise do you hear in {ref}?"],
+    "colour": [
+        "What colour of noise is {ref}?",
+        "Is {ref} white, pink or brown noise?",
+        "Which colour of noise do you hear in {ref}?",
+    ],
     "gender": ["Is the voice {x} or {y}?", "Does the speaker sound {x} or {y}?", "Is the speaker's voice {x} or {y}?"],
-    "language": ["What language is spoken?", "Which language is the speaker using?", "In what language is the speech?",
-                 "What language do you hear?"],
-    "after": ["What comes after {ref}?", "What do you hear after {ref}?", "Which sound follows {ref}?",
-              "What is heard right after {ref}?"],
+    "language": [
+        "What language is spoken?",
+        "Which language is the speaker using?",
+        "In what language is the speech?",
+        "What language do you hear?",
+    ],
+    "after": [
+        "What comes after {ref}?",
+        "What do you hear after {ref}?",
+        "Which sound follows {ref}?",
+        "What is heard right after {ref}?",
+    ],
     "before": ["What comes before {ref}?", "What do you hear before {ref}?", "Which sound precedes {ref}?"],
     "louder": ["Which is louder, {x} or {y}?", "Which sounds louder: {x} or {y}?", "Of {x} and {y}, which is louder?"],
 }
 # The two options a binary question names, in canonical order.
-_OPTIONS = {"pitch": ("high", "low"), "tempo": ("fast", "slow"), "length": ("short", "long"),
-            "direction": ("rising", "falling"), "gender": ("male", "female")}
+_OPTIONS = {
+    "pitch": ("high", "low"),
+    "tempo": ("fast", "slow"),
+    "length": ("short", "long"),
+    "direction": ("rising", "falling"),
+    "gender": ("male", "female"),
+}
 
 
-def ask(kind: str, rng: np.random.Generator | None = None, ref: str = "", options: tuple[str, str] | None = None) -> str:
+def ask(
+    kind: str, rng: np.random.Generator | None = None, ref: str = "", options: tuple[str, str] | None = None
+) -> str:
     """One question of `kind`: phrasing and option order drawn from rng (canonical without one)."""
     templates = TEMPLATES[kind]
     text = templates[int(rng.integers(len(templates))) if rng is not None else 0]
@@ -183,8 +251,11 @@ def questions(scene: Scene, rng: np.random.Generator | None = None) -> list[tupl
         if not _unique(scene, e):
             continue
         name = ident(e)
-        ref = "the " + (name.split(" ", 1)[1] if name.startswith(("a ", "an ")) else name) if e.kind != "speech" \
+        ref = (
+            "the " + (name.split(" ", 1)[1] if name.startswith(("a ", "an ")) else name)
+            if e.kind != "speech"
             else "the speaker"
+        )
         if e.kind != "speech" or len(speech) == 1:
             out += _attribute_questions(e, ref, rng)
         if e.kind != "speech":
@@ -213,9 +284,13 @@ def dialogue(scene: Scene, rng: np.random.Generator, kinds: bool = False) -> lis
     return turns if kinds else [{"user": t["user"], "assistant": t["assistant"]} for t in turns]
 
 
-_FLIP = {"pitch": {"high": "low", "low": "high"}, "tempo": {"fast": "slow", "slow": "fast"},
-         "gender": {"male": "female", "female": "male"}, "direction": {"rising": "falling", "falling": "rising"},
-         "length": {"short": "long", "long": "short"}}
+_FLIP = {
+    "pitch": {"high": "low", "low": "high"},
+    "tempo": {"fast": "slow", "slow": "fast"},
+    "gender": {"male": "female", "female": "male"},
+    "direction": {"rising": "falling", "falling": "rising"},
+    "length": {"short": "long", "long": "short"},
+}
 
 
 def negatives(scene: Scene, rng: np.random.Generator, instruments: list[str], per_phrasing: int = 2) -> list[str]:

@@ -12,6 +12,7 @@ kinds, while a real leak (the first corpus' count phrasing) gives z of 30 or mor
 "louder" questions name their two options, so the text rightly tells which two sounds the answer is
 among; their target is whether the answer is the first or the second named sound.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,7 +59,9 @@ def text_leaks(records: list[dict], min_scored: int = 30, z: float = Z, seed: in
     McNemar statistic, and whether it leaks. Records need "instruction", "output" and "question"."""
     by_kind: dict[str, list[tuple[list[str], str]]] = defaultdict(list)
     for r in records:
-        by_kind[r["question"]].append((_features(r["instruction"]), _target(r["question"], r["instruction"], r["output"])))
+        by_kind[r["question"]].append(
+            (_features(r["instruction"]), _target(r["question"], r["instruction"], r["output"]))
+        )
     rng = np.random.default_rng(seed)
     report = {}
     for kind, rows in sorted(by_kind.items()):
@@ -74,6 +77,11 @@ def text_leaks(records: list[dict], min_scored: int = 30, z: float = Z, seed: in
         maj_ok = np.array([majority == y for y in truth])
         b, c = int((clf_ok & ~maj_ok).sum()), int((~clf_ok & maj_ok).sum())
         stat = (b - c - 1) / np.sqrt(b + c) if b + c else 0.0
-        report[kind] = {"scored": len(test), "majority": round(float(maj_ok.mean()), 4),
-                        "classifier": round(float(clf_ok.mean()), 4), "z": round(float(stat), 2), "leaks": bool(stat > z)}
+        report[kind] = {
+            "scored": len(test),
+            "majority": round(float(maj_ok.mean()), 4),
+            "classifier": round(float(clf_ok.mean()), 4),
+            "z": round(float(stat), 2),
+            "leaks": bool(stat > z),
+        }
     return report

@@ -7,6 +7,7 @@ child count and first child for a folder, or locale and data offset for a file, 
 modification time from version 2 on); a name is a length, a hash and UTF-16 text; a file's data is
 a length then the bytes, zlib-compressed (after a 4-byte size) when flag 1 is set.
 """
+
 from __future__ import annotations
 
 import struct

@@ -3,6 +3,7 @@
 The timeline is the ground truth every text (captions, answers, dialogues, CLAP negatives) is
 derived from; events never overlap, so "first", "last" and "how many" are exact.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class Scene:
 def _colour(rng: np.random.Generator, n: int, colour: str) -> np.ndarray:
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.arange(spec.size) + 1.0
-    spec *= {"white": 1.0, "pink": f ** -0.5, "brown": f ** -1.0}[colour]
+    spec *= {"white": 1.0, "pink": f**-0.5, "brown": f**-1.0}[colour]
     x = np.fft.irfft(spec, n)
     return (x / (np.abs(x).max() + 1e-9)).astype(np.float32)
 
@@ -76,8 +77,10 @@ def procedural(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         if direction == "falling":
             f0, f1 = f1, f0
         t = np.arange(int(dur * SR)) / SR
-        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * dur))
-        return (np.sin(phase) * np.minimum(1, np.minimum(t, t[::-1]) / 0.01)).astype(np.float32), {"direction": direction}
+        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * dur))
+        return (np.sin(phase) * np.minimum(1, np.minimum(t, t[::-1]) / 0.01)).astype(np.float32), {
+            "direction": direction
+        }
     if kind == "ticking":
         tempo = "fast" if rng.random() < 0.5 else "slow"
         rate = rng.uniform(7, 10) if tempo == "fast" else rng.uniform(1.5, 2.5)
@@ -95,9 +98,16 @@ def procedural(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
 PROCEDURAL = ("beep", "noise", "chirp", "ticking")
 
 
-def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], split: str, sid: str,
-                 max_seconds: float = 10.0, kinds: tuple[str, ...] | None = None, n_events: int | None = None,
-                 augment: bool = True) -> tuple[Scene, np.ndarray]:
+def sample_scene(
+    rng: np.random.Generator,
+    pool: dict[str, list[Recording]],
+    split: str,
+    sid: str,
+    max_seconds: float = 10.0,
+    kinds: tuple[str, ...] | None = None,
+    n_events: int | None = None,
+    augment: bool = True,
+) -> tuple[Scene, np.ndarray]:
     """Draw a scene from `pool` (recordings of this split grouped by kind) and mix it. augment: each
     event goes through its own random recording chain (channel.py; noise events keep their
     spectrum, which is their label), some clips through a telephone line."""
@@ -122,13 +132,16 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
         steps: list[str] = []
         if augment:
             x, steps = channel.chain(x, rng, spectral=kind != "noise")
-        events.append(Event(kind, label, round(t, 3), round(t + x.size / SR, 3), round(level, 1), source, attrs, origin,
-                            steps))
+        events.append(
+            Event(kind, label, round(t, 3), round(t + x.size / SR, 3), round(level, 1), source, attrs, origin, steps)
+        )
         pieces.append((t, x, level))
         t += x.size / SR + rng.uniform(0.3, 1.0)
     if not events:  # the drawn piece did not fit: take a short procedural one instead
         x, attrs = procedural("beep", rng)
-        events.append(Event("beep", "beep", round(lead, 3), round(lead + x.size / SR, 3), -20.0, "", attrs, "procedural"))
+        events.append(
+            Event("beep", "beep", round(lead, 3), round(lead + x.size / SR, 3), -20.0, "", attrs, "procedural")
+        )
         pieces.append((lead, x, -20.0))
     duration = min(max_seconds, max(events[-1].end + rng.uniform(0.3, 1.0), 1.0))
     mix = np.zeros(int(duration * SR), np.float32)
@@ -143,7 +156,7 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
         snr = float(rng.choice(BED_SNR_DB) + rng.uniform(-2.5, 2.5)) if augment else float(rng.uniform(22, 30))
         bed = _colour(rng, mix.size, background)
         loudest = max(e.level_db for e in events)
-        bed *= 10 ** ((loudest - snr) / 20) / (np.sqrt(np.mean(bed ** 2)) + 1e-9)
+        bed *= 10 ** ((loudest - snr) / 20) / (np.sqrt(np.mean(bed**2)) + 1e-9)
         mix += bed
     clip_chain = []
     if augment and rng.random() < P_CLIP_TELEPHONE:
@@ -151,5 +164,13 @@ def sample_scene(rng: np.random.Generator, pool: dict[str, list[Recording]], spl
     mix /= max(1.0, float(np.abs(mix).max()) / 0.9)
     if augment:
         mix *= 10 ** (rng.uniform(-10, 0) / 20)  # the clip's overall gain
-    return Scene(sid, split, round(duration, 3), events, background, round(lead, 3),
-                 None if snr is None else round(snr, 1), clip_chain), mix
+    return Scene(
+        sid,
+        split,
+        round(duration, 3),
+        events,
+        background,
+        round(lead, 3),
+        None if snr is None else round(snr, 1),
+        clip_chain,
+    ), mix
