@@ -186,6 +186,7 @@ def _prepare(raw: bytes, pipe, cfg: ServeConfig):
     audio = decode_clip(
         req.audio_b64, req.audio_format, w.sample_rate, cfg.max_audio_seconds, cfg.max_decoded_samples, req.audio_param
     )
+    req.audio_b64 = ""  # the request lives until its answer is sent; its base64 text need not
     prompt = render_dialogue(
         req.turns, pipe.tokenizer, task=req.system or TASK_DESCRIPTIONS["dialogue"], style=pipe.style
     )

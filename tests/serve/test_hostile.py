@@ -1,5 +1,6 @@
 """Issue 16, server: hostile and broken requests get a JSON 4xx naming the field, memory stays bounded,
 the event loop stays free, and browsers on other sites cannot use the server."""
+
 import base64
 import json
 import os
@@ -62,10 +63,16 @@ MALFORMED = {
     "unknown field": (_body(frobnicate=1), "frobnicate", "unrecognized"),
     "messages: {}": (_body(messages={}), "messages", "list"),
     "no model": (json.dumps({"messages": msg()}).encode(), "model", "required"),
-    "content part not a dict": (_body(messages=[{"role": "user", "content": [5]}]), "messages[0].content[0].type",
-                                "unknown content part"),
-    "text not a string": (_body(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}]),
-                          "messages[0].content[0].text", "string"),
+    "content part not a dict": (
+        _body(messages=[{"role": "user", "content": [5]}]),
+        "messages[0].content[0].type",
+        "unknown content part",
+    ),
+    "text not a string": (
+        _body(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}]),
+        "messages[0].content[0].text",
+        "string",
+    ),
     "a JSON array": (b"[1, 2]", None, "JSON object"),
 }
 
@@ -139,8 +146,10 @@ def test_decoding_and_generation_run_off_the_event_loop(default_pipe, monkeypatc
 def test_chunked_body_is_refused_at_the_limit_not_read_whole(server):
     """100 MB sent chunked (no Content-Length) to a 2 MB limit: the 413 comes while it is being sent."""
     s = socket.create_connection(("127.0.0.1", server.port))
-    s.sendall(f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-              "Transfer-Encoding: chunked\r\n\r\n".encode())
+    s.sendall(
+        f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+    )
     chunk = b"x" * 65536
     frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
     sent, reply = 0, b""
@@ -166,15 +175,18 @@ def test_chunked_body_is_refused_at_the_limit_not_read_whole(server):
     assert sent < 24 * 2**20, f"{sent / 2**20:.0f} MB sent before the refusal"  # limit + socket buffers
 
 
-@pytest.mark.parametrize("headers,status", [
-    ({"Host": "evil.example"}, 403),
-    ({"Host": "evil.example:8000"}, 403),
-    ({"Origin": "http://evil.example"}, 403),
-    ({"Origin": "null"}, 403),
-    ({"Origin": "http://localhost:1"}, 403),  # another port is another origin
-    ({}, 200),
-    ({"Host": "localhost"}, 200),
-])
+@pytest.mark.parametrize(
+    "headers,status",
+    [
+        ({"Host": "evil.example"}, 403),
+        ({"Host": "evil.example:8000"}, 403),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "http://localhost:1"}, 403),  # another port is another origin
+        ({}, 200),
+        ({"Host": "localhost"}, 200),
+    ],
+)
 def test_foreign_hosts_and_cross_origin_requests_are_refused(server, headers, status):
     h = {"content-type": "text/plain", **headers}  # a "simple" request: a browser sends it without preflight
     if "Origin" in headers and headers["Origin"].startswith("http://localhost:1"):
@@ -188,8 +200,14 @@ def test_foreign_hosts_and_cross_origin_requests_are_refused(server, headers, st
 def test_same_origin_page_and_allowed_names_are_served(default_pipe):
     from audioflamingo.serve.app import ServeConfig, create_app
 
-    srv = Server(create_app(default_pipe, ServeConfig(model_name=NAME, allowed_hosts=["127.0.0.1", "box.lan"],
-                                                      allowed_origins=["https://app.example"])))
+    srv = Server(
+        create_app(
+            default_pipe,
+            ServeConfig(
+                model_name=NAME, allowed_hosts=["127.0.0.1", "box.lan"], allowed_origins=["https://app.example"]
+            ),
+        )
+    )
     try:
         post = lambda **h: httpx.post(srv.url + URL, content=_body(), headers=h, timeout=60).status_code  # noqa: E731
         assert post(Origin=srv.url) == 200  # the page this server served
@@ -212,8 +230,13 @@ def test_running_server_answers_hostile_requests_in_json_with_bounded_memory(bom
     FLAC above get a JSON 4xx, and the process's peak RSS stays under 600 MB."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "audioflamingo", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audioflamingo", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -241,3 +264,20 @@ def test_running_server_answers_hostile_requests_in_json_with_bounded_memory(bom
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err[-2000:]
+
+
+def test_base64_is_decoded_in_pieces_with_the_same_result():
+    import binascii
+
+    from audioflamingo.serve.audio import B64_CHUNK, _b64decode
+
+    data = os.urandom(3 * B64_CHUNK // 4 * 3 + 5)  # several pieces and a padded tail
+    text = base64.b64encode(data).decode()
+    assert _b64decode(text) == data
+    for bad in (
+        text[:B64_CHUNK] + "=" + text[B64_CHUNK + 1 :],
+        text[:-1],
+        text[: B64_CHUNK - 1] + "!" + text[B64_CHUNK:],
+    ):
+        with pytest.raises((binascii.Error, ValueError)):
+            _b64decode(bad)
