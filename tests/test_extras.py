@@ -20,7 +20,8 @@ def test_heavy_optional_packages_are_extras_and_test_installs_them():
         assert pkg not in core, pkg
     extras = project["optional-dependencies"]
     assert extras["serve"] == ["fastapi>=0.110", "uvicorn>=0.29"] and extras["report"] == ["matplotlib>=3.7"]
-    assert "audioflamingo[all]" in extras["test"]  # make demo / make test install everything
+    self_ref = next(x for x in extras["test"] if x.startswith("audioflamingo["))
+    assert "all" in self_ref[len("audioflamingo[") : -1].split(",")  # make demo / make test install everything
     assert {"report", "eval", "serve", "retrieval"} <= set(extras["all"][0].split("[")[1].rstrip("]").split(","))
     assert "'.[test" in (ROOT / "Makefile").read_text()
 
