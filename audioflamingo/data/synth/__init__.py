@@ -25,7 +25,8 @@ import numpy as np
 
 from audioflamingo.data.synth import language as L
 from audioflamingo.data.synth.scenes import sample_scene
-from audioflamingo.data.synth.sources import KNOWN_INSTRUMENTS, NOVEL_INSTRUMENTS, SR, build_bank, check_tools
+from audioflamingo.data.synth.sources import (BANK_STEPS, KNOWN_INSTRUMENTS, NOVEL_INSTRUMENTS, SR, build_bank,
+                                              check_tools)
 
 INSTRUMENT_QUESTION = "Which instrument is playing?"
 AVERAGE_CLIP_SECONDS = 6.0
@@ -85,7 +86,8 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
     out = Path(out)
     (out / "eval").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    bank = build_bank(rng, **(bank or {}))
+    with tqdm(total=BANK_STEPS, desc="sources", unit="source", disable=not progress) as sbar:
+        bank = build_bank(rng, **(bank or {}), progress=lambda name: (sbar.set_postfix_str(name), sbar.update(1)))
     known, novel = sorted(KNOWN_INSTRUMENTS), sorted(NOVEL_INSTRUMENTS)
     counts = {"train": max(1, int(hours * 3600 / AVERAGE_CLIP_SECONDS)), "val": val_scenes, "test": test_scenes,
               "heldout": test_scenes}

@@ -396,9 +396,11 @@ def load_gcompris() -> list[Recording]:
 
 
 def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utterances: int = 6,
-               novel_phrases: int = 24, prompts: int = PROMPTS_PER_COLLECTION) -> list[Recording]:
-    """Every source's recordings, in a fixed order (each source draws from rng in turn)."""
+               novel_phrases: int = 24, prompts: int = PROMPTS_PER_COLLECTION, progress=None) -> list[Recording]:
+    """Every source's recordings, in a fixed order (each source draws from rng in turn). progress:
+    called with a step's name after each of BANK_STEPS steps."""
     bank = []
+    step = progress or (lambda name: None)
 
     def in_source(rid: str) -> str:
         return split_of(rid)
@@ -409,6 +411,7 @@ def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utter
                 bank += render_phrases(name, prog, lo, hi, phrases_per_instrument // 2 if synth != "fluidr3" else
                                        phrases_per_instrument, rng, (lambda rid: "heldout") if held_out(synth)
                                        else in_source, synth)
+        step(synth)
     for name, (prog, lo, hi) in NOVEL_INSTRUMENTS.items():
         # novel instruments: half the phrases are the retrieval datastore, half the queries. Phrase k
         # plays register k % 2 and tempo (k // 2) % 2, so the halves are alternate blocks of four: each
@@ -419,8 +422,15 @@ def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utter
         if has_program("freepats", prog):  # queries from another sample set than the datastore's
             bank += render_phrases(name, prog, lo, hi, max(4, novel_phrases // 3), rng, lambda rid: "novel-heldout",
                                    "freepats")
+    step("novel instruments")
     bank += render_speech(rng, utterances)
+    step("voices")
     bank += load_recorded_speech(prompts)
+    step("recorded speech")
     bank += load_alerts()
     bank += load_gcompris()
+    step("recorded sounds")
     return bank
+
+
+BANK_STEPS = 6
