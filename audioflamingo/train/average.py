@@ -29,6 +29,48 @@ SIDE_FILES = (
 )
 
 
+# config.json keys that are training settings, not architecture: checkpoints of one run differ in them
+# (the window curriculum: stage-pretrain has max_windows 3, final 30). The output keeps the largest, so
+# it reads as many windows as any of its parts was trained on.
+TRAINING_KEYS = (("window", "max_windows"),)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def merged_config(dirs: list[Path], blobs: list[bytes]) -> tuple[dict, dict[str, list]]:
+    """The output's config and the training settings that differed ({"window.max_windows": [3, 30]}).
+    Any other difference is refused, naming the first differing key."""
+    configs = [json.loads(b) for b in blobs]
+    flats = [_flat(c) for c in configs]
+    allowed = {".".join(k) for k in TRAINING_KEYS}
+    differing: dict[str, list] = {}
+    for d, f in zip(dirs[1:], flats[1:]):
+        for key in sorted(set(f) | set(flats[0])):
+            if f.get(key) == flats[0].get(key):
+                continue
+            if key in allowed:
+                differing[key] = [fl.get(key) for fl in flats]
+                continue
+            raise ModelLoadError(
+                f"{d / CONFIG_NAME}: {key} is {f.get(key)!r}, but {flats[0].get(key)!r} in {dirs[0] / CONFIG_NAME}; "
+                "only models of one architecture and tokenizer can be averaged"
+            )
+    merged = json.loads(blobs[0])
+    for block, key in TRAINING_KEYS:
+        name = f"{block}.{key}"
+        if name in differing:
+            merged[block][key] = max(differing[name])
+    return merged, differing
+
+
 def _check_same_side_files(dirs: list[Path]) -> list[str]:
     present = []
     for name in SIDE_FILES:
@@ -38,8 +80,8 @@ def _check_same_side_files(dirs: list[Path]) -> list[str]:
         for d, b in zip(dirs[1:], blobs[1:]):
             if b != blobs[0]:
                 what = "is missing" if b is None else "differs"
-                if name == CONFIG_NAME and b is not None and json.loads(b) == json.loads(blobs[0] or b"{}"):
-                    continue  # same settings, other formatting
+                if name == CONFIG_NAME and b is not None and blobs[0] is not None:
+                    continue  # compared key by key (merged_config), which names what differs
                 raise ModelLoadError(
                     f"{d / name}: {what} from {dirs[0] / name}; only models of one "
                     "architecture and tokenizer can be averaged"
@@ -103,11 +145,16 @@ def average_models(models: list[str | Path], out: str | Path, weights: list[floa
     weights = [w / sum(weights) for w in weights]
     with new_directory(out) as tmp:
         side = _check_same_side_files(dirs)
+        config, training = merged_config(dirs, [(d / CONFIG_NAME).read_bytes() for d in dirs])
         state, metadata = average_state(dirs, weights)
         save_file(state, str(tmp / WEIGHTS), metadata=metadata)
         for name in side:
-            shutil.copyfile(dirs[0] / name, tmp / name)
+            if name == CONFIG_NAME:
+                (tmp / name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            else:
+                shutil.copyfile(dirs[0] / name, tmp / name)
     return {
+        "training_settings_differing": {k: {"values": v, "kept": max(v)} for k, v in training.items()},
         "out": str(out),
         "models": [str(d) for d in dirs],
         "weights": [round(w, 6) for w in weights],

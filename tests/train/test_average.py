@@ -45,8 +45,24 @@ def test_average_refuses_other_architectures_and_writes_nothing(tmp_path, capsys
     _save(tmp_path, "b", every=2)  # other config: cross-attention every 2nd layer
     assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mean")]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "b/config.json" in err and "differs" in err
+    assert len(err.splitlines()) == 1 and "b/config.json: xattn.every_n_layers is 2, but 1" in err  # names the key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no output, no temp folder
+
+
+def test_checkpoints_of_one_run_differing_in_max_windows_average(tmp_path, capsys):
+    """stage-pretrain (the curriculum's few windows) + final: a training setting, not architecture."""
+    import json
+
+    _save(tmp_path, "pretrain", seed=0)
+    _save(tmp_path, "final", seed=1)
+    cfg = json.loads((tmp_path / "pretrain" / "config.json").read_text())
+    cfg["window"]["max_windows"] = 3
+    (tmp_path / "pretrain" / "config.json").write_text(json.dumps(cfg))
+    argv = ["average", str(tmp_path / "pretrain"), str(tmp_path / "final"), "--out", str(tmp_path / "soup")]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["training_settings_differing"] == {"window.max_windows": {"values": [3, 8], "kept": 8}}
+    assert AudioFlamingo.from_pretrained(tmp_path / "soup").config.window.max_windows == 8
 
 
 def test_average_refuses_bad_arguments(tmp_path, capsys):
