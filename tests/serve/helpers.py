@@ -60,3 +60,42 @@ class Server:
     def stop(self):
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class CliServer:
+    """`python -m audioflamingo serve ARGS` (the bundled default model) on a free loopback port."""
+
+    def __init__(self, *args: str):
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        import httpx
+
+        self.port = free_port()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "audioflamingo", "serve", "--port", str(self.port), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        raise RuntimeError(f"serve did not start: {self.stop()[-2000:]}")
+
+    def stop(self) -> str:
+        """Its stderr."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.communicate(timeout=30)[1]

@@ -6,8 +6,6 @@ import json
 import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 
-from tests.serve.helpers import Server, free_port, msg  # noqa: E402
+from tests.serve.helpers import CliServer, Server, msg  # noqa: E402
 
 NAME = "audioflamingo"
 URL = "/v1/chat/completions"
@@ -229,30 +227,15 @@ def _rss_peak_mb(pid: int) -> float:
 def test_running_server_answers_hostile_requests_in_json_with_bounded_memory(bomb_flac):
     """`audioflamingo serve` with the default model, as a user runs it: every malformed request and the
     FLAC above get a JSON 4xx, and the process's peak RSS stays under 600 MB."""
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "audioflamingo", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    srv = CliServer()
+    url = srv.url
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         name = httpx.get(url + "/v1/models").json()["data"][0]["id"]
-        before = _rss_peak_mb(proc.pid)
+        before = _rss_peak_mb(srv.proc.pid)
         data = base64.b64encode(bomb_flac.read_bytes()).decode()
         bomb = json.dumps({"model": name, "messages": msg(audio=data, fmt="flac"), "max_tokens": 4}).encode()
         answers = [httpx.post(url + URL, content=bomb, timeout=60)]
-        after_bomb = _rss_peak_mb(proc.pid)
+        after_bomb = _rss_peak_mb(srv.proc.pid)
         for raw, _, _ in MALFORMED.values():
             answers.append(httpx.post(url + URL, content=raw.replace(NAME.encode(), name.encode()), timeout=60))
         for r in answers:
@@ -260,10 +243,9 @@ def test_running_server_answers_hostile_requests_in_json_with_bounded_memory(bom
             assert r.json()["error"]["message"]
         assert answers[0].status_code == 413
         assert after_bomb < 600, f"peak RSS {after_bomb:.0f} MB (before the FLAC: {before:.0f} MB)"
-        assert _rss_peak_mb(proc.pid) < 600
+        assert _rss_peak_mb(srv.proc.pid) < 600
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        err = srv.stop()
     assert "Traceback" not in err, err[-2000:]
 
 

@@ -57,8 +57,11 @@ def site(default_pipe):
 
 
 @pytest.fixture(scope="module")
-def keyed_site(default_pipe):
-    srv = _site(default_pipe, api_key=KEY)
+def keyed_site():
+    """`audioflamingo serve --api-key KEY`, the command a user runs."""
+    from tests.serve.helpers import CliServer
+
+    srv = CliServer("--api-key", KEY)
     yield srv
     srv.stop()
 
@@ -169,7 +172,9 @@ def test_with_api_key_the_page_asks_for_it(keyed_site, clips, browser_page):
     pg.wait_for_function("document.getElementById('error').textContent.includes('refused')", timeout=15000)
     pg.get_by_label("API key").fill(KEY)
     pg.click("#usekey")
-    pg.wait_for_function(f"document.getElementById('model').textContent == 'model: {NAME}'", timeout=15000)
+    pg.wait_for_function(
+        "document.getElementById('model').textContent == 'model: audioflamingo-default'", timeout=15000
+    )
     assert not pg.is_visible("#keyform") and pg.inner_text("#error") == ""
     pg.set_input_files("#file", str(clips / "tone.wav"))
     pg.wait_for_selector("#wave[data-drawn='true']", timeout=15000)
