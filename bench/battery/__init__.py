@@ -1,4 +1,5 @@
-"""Battery of hostile and broken inputs: every case says pass or fail, the runner prints a table.
+"""Battery of hostile and broken inputs: every case says pass or fail, the runner prints a table
+(results and what a pass means: docs/ROBUSTNESS.md).
 
     python -m bench.battery                       # every group (a few minutes on 2 cores)
     python -m bench.battery --only model,recipe   # some groups
