@@ -76,7 +76,7 @@ def _add_gen_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from audioflamingo.cli_help import Parser
 
     ap = Parser(
@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     from audioflamingo.cli_train import add_train_commands
 
     add_train_commands(sub)
-    add_eval_command(sub)
+    # One sub-command per benchmark means importing the registry: only when the command is eval.
+    add_eval_command(sub, benchmarks=argv is None or "eval" in argv)
     add_index_commands(sub)
     add_clap_commands(sub)
     add_convert_command(sub)
@@ -419,7 +420,8 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     from audioflamingo.errors import AudioFlamingoError, UsageError
 
     warnings.simplefilter("default")

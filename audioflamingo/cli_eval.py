@@ -6,9 +6,9 @@ import json
 import sys
 
 
-def add_eval_command(sub) -> None:
-    from audioflamingo.eval.benchmarks import BENCHMARKS
-
+def add_eval_command(sub, benchmarks: bool = True) -> None:
+    """benchmarks=False leaves out the per-benchmark sub-commands (their registry's import), for
+    command lines that are not `eval ...`."""
     p = sub.add_parser(
         "eval",
         help="score a model on a paper benchmark; `eval list`; `eval report RUN...`",
@@ -27,6 +27,10 @@ def add_eval_command(sub) -> None:
     )
     q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders holding metrics.json")
     q.add_argument("--out", metavar="DIR", default="runs/eval/report", help="output folder")
+    if not benchmarks:
+        return
+    from audioflamingo.eval.benchmarks import BENCHMARKS
+
     for b in BENCHMARKS.values():
         paper = ", ".join(f"{k} {v}" for k, v in b.paper.items()) or "none"
         q = bench.add_parser(

@@ -128,3 +128,14 @@ def test_long_audio_flag_reaches_the_windows(model_dir, tmp_path, capsys, monkey
     )
     assert seen and seen[-1] == ("spread", 11 * 16000)  # the last window ends at the end of the file
     assert "only the first" not in capsys.readouterr().err
+
+
+def test_building_the_parser_stays_cheap():
+    """Start-up: a non-eval command line imports neither the benchmark registry nor torch/transformers."""
+    code = (
+        "import sys; from audioflamingo.cli import build_parser; build_parser(['caption', 'x.wav'])\n"
+        "heavy = [m for m in ('audioflamingo.eval.benchmarks', 'torch', 'transformers') if m in sys.modules]\n"
+        "sys.exit(str(heavy) if heavy else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
