@@ -35,10 +35,11 @@ def whisper_log_mel(windows: torch.Tensor, mel_filters: torch.Tensor, window: to
 
 
 def whisper_mel_filters(n_mels: int) -> torch.Tensor:
-    from transformers import WhisperFeatureExtractor
+    """(n_mels, 201): Whisper's Slaney bank over 0-8 kHz (equal to WhisperFeatureExtractor's, without
+    importing its module; tests/audio/test_whisper_window.py compares the spectrograms)."""
+    from audioflamingo.audio.mel import slaney_mel_filters
 
-    fe = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP)
-    return torch.tensor(fe.mel_filters, dtype=torch.float32).T  # (n_mels, n_fft // 2 + 1)
+    return torch.tensor(slaney_mel_filters(N_FFT // 2 + 1, n_mels, SAMPLE_RATE), dtype=torch.float32).T
 
 
 class WhisperWindowEncoder(AudioEncoder):
