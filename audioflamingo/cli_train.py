@@ -88,11 +88,12 @@ def add_train_commands(sub) -> None:
 
     p = dsub.add_parser(
         "synth",
-        help="generate the default model's corpus (real instrument samples, voices, "
-        "alert sounds, procedural signals) with exact captions, QA, dialogues",
-        description="Needs fluidsynth, fluid-soundfont-gm, espeak-ng and sound-theme-freedesktop "
-        "(`make synth-deps`). The same seed gives the same corpus. Splits are disjoint "
-        "by source recording. Example: audioflamingo data synth --out data/synth --hours 3",
+        help="generate the default model's corpus (sampled and recorded instruments, synthetic and "
+        "recorded voices, recorded sounds, procedural signals) with exact captions, QA, dialogues",
+        description="Needs the Debian packages of every source (`make synth-deps`; a missing one is "
+        "named). The same seed gives the same corpus. Splits are disjoint by source recording; "
+        "whole sources are held out into OUT/heldout/eval. "
+        "Example: audioflamingo data synth --out data/synth --hours 3",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audioflamingo.errors import AudioFlamingoError
+
 SR = 16000
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FREEPATS_CFG = Path("/etc/timidity/freepats.cfg")
@@ -169,10 +171,14 @@ def missing_sources(names=None) -> dict[str, str]:
     return out
 
 
+class SourcesMissing(AudioFlamingoError, RuntimeError):
+    """Corpus sources not installed: the CLI prints the one-line message, no traceback."""
+
+
 def check_tools(names=None) -> None:
     missing = missing_sources(names)
     if missing:
-        raise RuntimeError("corpus sources missing: " + "; ".join(missing.values()) +
+        raise SourcesMissing("corpus sources missing: " + "; ".join(missing.values()) +
                            " - run `make synth-deps` as root")
 
 
