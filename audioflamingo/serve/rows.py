@@ -4,7 +4,7 @@ One RowTracker serves a `generate` call three ways: as its streamer (each new to
 check stop sequences, send the new text to the row's client), as a stopping criterion (a row is done
 at <EOC>/EOS, at a stop sequence, or when its client left, so it stops costing compute), and as a
 logits processor that only records the log-probabilities of the model's distribution at each step
-(before temperature, top-k/top-p and the sampling noise, as OpenAI reports them).
+(before temperature, top-k/top-p and the sampling noise).
 """
 
 from __future__ import annotations
