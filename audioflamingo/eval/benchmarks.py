@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -225,6 +226,47 @@ def fsd50k(root: Path) -> list[Item]:
     ]
 
 
+def _json(path: Path):
+    try:
+        return json.loads(_need(path).read_text())
+    except ValueError as err:
+        raise LayoutError(f"{path}: not valid JSON ({err})") from None
+
+
+def music_aqa(root: Path) -> list[Item]:
+    """MUSIC-AVQA's test annotations, audio questions only (what AF1 calls MusicAQA): `avqa-test.json`
+    as released (question_content with <Object>/<...> slots filled from templ_values in order, the
+    answer under its released key `anser`) and the audio of each video as `audio/<video_id>.wav`."""
+    import ast
+
+    audio = _need(root / "audio", "folder")
+    items = []
+    for n, r in enumerate(_json(root / "avqa-test.json")):
+        kind = r.get("type", "[]")
+        kind = ast.literal_eval(kind) if isinstance(kind, str) else kind
+        if not kind or kind[0] != "Audio":
+            continue  # visual and audio-visual questions need the video
+        values = r.get("templ_values", "[]")
+        values = ast.literal_eval(values) if isinstance(values, str) else values
+        question = r["question_content"]
+        for v in values:
+            question = re.sub(r"<[^>]+>", str(v), question, count=1)
+        items.append(Item(f"{r.get('question_id', n)}", audio / f"{r['video_id']}.wav", question, [r["anser"]]))
+    return items
+
+
+def audio_dialogues(root: Path, json_name: str) -> list[Item]:
+    """Audio Dialogues (the AF1 chat model's data, Goel et al. 2024) as released: a JSON list of
+    {"audio_id": file, "dialogue": [{"user", "assistant"}, ...]} with the audio files beside it.
+    Every assistant turn is one item, asked after the gold turns before it."""
+    items = []
+    for n, r in enumerate(_json(root / json_name)):
+        turns = [(t["user"], t["assistant"]) for t in r["dialogue"]]
+        for k, (user, assistant) in enumerate(turns):
+            items.append(Item(f"{r['audio_id']}#{n}.{k}", root / r["audio_id"], user, [assistant], history=turns[:k]))
+    return items
+
+
 def synth(root: Path, name: str) -> list[Item]:
     """The default model's held-out split (`audioflamingo data synth`): <root>/eval/<name>.jsonl."""
     from audioflamingo.data.manifest import load_manifest
@@ -429,6 +471,37 @@ BENCHMARKS: dict[str, Benchmark] = {
             {},
             "eval/dialogue.jsonl (audioflamingo data synth)",
             lambda r: synth(r, "dialogue"),
+        ),
+        _b(
+            "musicaqa",
+            "aqa",
+            "{question}",
+            "The task is audio question answering.",
+            ["accuracy"],
+            {"accuracy": 0.716},
+            "avqa-test.json (MUSIC-AVQA, audio questions) + audio/<video_id>.wav",
+            music_aqa,
+        ),
+        # The dialogue numbers are the AF1 chat model's (fine-tuned on Audio Dialogues' training split).
+        _b(
+            "audio-dialogues-audioset",
+            "dialogue",
+            "{question}",
+            "The task is dialogue.",
+            CAP,
+            {"CIDEr-D": 1.622},
+            "dialogues_audioset_thresholded.json + the audio files beside it",
+            lambda r: audio_dialogues(r, "dialogues_audioset_thresholded.json"),
+        ),
+        _b(
+            "audio-dialogues-musiccaps",
+            "dialogue",
+            "{question}",
+            "The task is dialogue.",
+            CAP,
+            {"CIDEr-D": 1.143},
+            "dialogues_musiccaps_thresholded.json + the audio files beside it",
+            lambda r: audio_dialogues(r, "dialogues_musiccaps_thresholded.json"),
         ),
         _b(
             "fsd50k",

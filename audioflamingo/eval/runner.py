@@ -89,7 +89,7 @@ def predict(
 def score(bench: Benchmark, records: list[dict], vocabulary: list[str]) -> dict:
     preds = {r["id"]: r["prediction"] for r in records}
     refs = {r["id"]: r["references"] for r in records}
-    if bench.task == "caption":
+    if bench.task == "caption" or bench.metrics[0] == "CIDEr-D":  # captions, and free-form dialogue turns
         return M.caption_metrics(preds, refs)
     if bench.task == "tagging":
         return {"approx-F1": M.approx_f1(preds, refs, vocabulary)}

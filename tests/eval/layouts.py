@@ -95,6 +95,51 @@ def write(name: str, root: Path) -> Path:
         )
         wav(r / "FSD50K.eval_audio" / "37199.wav")
         wav(r / "FSD50K.eval_audio" / "175151.wav")
+    elif name == "musicaqa":
+        rows = [
+            {
+                "video_id": "00000001",
+                "question_id": 7,
+                "type": '["Audio", "Counting"]',
+                "question_content": "How many instruments are sounding in the video?",
+                "templ_values": "[]",
+                "anser": "two",
+            },
+            {
+                "video_id": "00000002",
+                "question_id": 8,
+                "type": '["Audio", "Comparative"]',
+                "question_content": "Is the <Object> more rhythmic than the <Object>?",
+                "templ_values": '["piano", "violin"]',
+                "anser": "yes",
+            },
+            {
+                "video_id": "00000001",
+                "question_id": 9,
+                "type": '["Visual", "Counting"]',
+                "question_content": "How many people are playing?",
+                "templ_values": "[]",
+                "anser": "one",
+            },
+        ]
+        text(r / "avqa-test.json", json.dumps(rows))
+        wav(r / "audio" / "00000001.wav")
+        wav(r / "audio" / "00000002.wav")
+    elif name.startswith("audio-dialogues-"):
+        subset = "audioset" if name.endswith("audioset") else "musiccaps"
+        dialogues = [
+            {
+                "audio_id": "Y1.wav",
+                "dialogue": [
+                    {"user": "What do you hear?", "assistant": "A dog barks."},
+                    {"user": "Is it loud?", "assistant": "Yes, quite loud."},
+                ],
+            },
+            {"audio_id": "Y2.wav", "dialogue": [{"user": "Describe it.", "assistant": "Rain on a roof."}]},
+        ]
+        text(r / f"dialogues_{subset}_thresholded.json", json.dumps(dialogues))
+        wav(r / "Y1.wav")
+        wav(r / "Y2.wav")
     else:
         raise ValueError(name)
     return r

@@ -18,7 +18,30 @@ EXPECTED = {  # benchmark -> (items, references of the first item, options of th
     "ravdess": (2, ["angry"], ["angry", "neutral"]),
     "medley-solos-db": (2, ["flute"], ["flute", "violin"]),
     "fsd50k": (2, ["electric guitar", "guitar", "music"], None),
+    "musicaqa": (2, ["two"], None),
+    "audio-dialogues-audioset": (3, ["A dog barks."], None),
+    "audio-dialogues-musiccaps": (3, ["A dog barks."], None),
 }
+
+
+def test_musicaqa_fills_the_question_slots_and_keeps_audio_questions():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        items = get("musicaqa").loader(write("musicaqa", Path(d)))
+    assert [i.instruction for i in items] == [
+        "How many instruments are sounding in the video?",
+        "Is the piano more rhythmic than the violin?",
+    ]
+    assert items[1].audio.name == "00000002.wav" and items[1].references == ["yes"]
+
+
+def test_audio_dialogues_ask_each_turn_after_the_gold_ones(tmp_path):
+    items = get("audio-dialogues-audioset").loader(write("audio-dialogues-audioset", tmp_path))
+    second = items[1]
+    assert second.instruction == "Is it loud?" and second.history == [("What do you hear?", "A dog barks.")]
+    assert get("audio-dialogues-musiccaps").paper == {"CIDEr-D": 1.143} and get("musicaqa").paper == {"accuracy": 0.716}
 
 
 def test_every_paper_benchmark_is_registered():

@@ -122,3 +122,23 @@ def test_few_shot_and_report(model_dir, tmp_path, capsys):
     # the same glob again, now matching the report's own folder too
     assert main(["eval", "report", str(zero), str(two), str(tmp_path / "rep"), "--out", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.md").read_text() == md
+
+
+def test_audio_dialogues_eval_scores_each_turn_with_caption_metrics(model_dir, tmp_path, capsys):
+    data = write("audio-dialogues-audioset", tmp_path)
+    res = _run(
+        capsys,
+        "audio-dialogues-audioset",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--max-new-tokens",
+        "3",
+    )
+    assert res["items"] == 3 and isinstance(res["metrics"]["CIDEr-D"], float)
+    assert main(["eval", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "musicaqa" in listing and "audio-dialogues-musiccaps" in listing and "CIDEr-D 1.622" in listing
