@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 
 
@@ -52,10 +51,13 @@ TRAIN_DEFAULTS = dict(
 
 
 def load_clap_recipe(path) -> dict:
+    from audioflamingo.train.recipe_check import RecipeError, read_yaml
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: recipe not found")
-    r = yaml.safe_load(p.read_text()) or {}
+    r = read_yaml(p)  # missing file, bad UTF-8, YAML syntax, repeated keys: one line each
+    if not isinstance(r, dict):
+        kind = "empty" if r is None else f"a {type(r).__name__}"
+        raise RecipeError(f"{p}: a CLAP recipe is a mapping (clap, datasets, train, ...); this one is {kind}")
     unknown = set(r) - {"clap", "output_dir", "seed", "loss", "train", "datasets"}
     if unknown:
         raise ValueError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}")

@@ -105,3 +105,13 @@ def test_recipe_error_is_still_a_value_error(tmp_path, toy):
     with pytest.raises(ValueError):
         load_recipe(_recipe(tmp_path, toy, _stage(steps=-5)))
     assert issubclass(RecipeError, ValueError)
+
+
+@pytest.mark.parametrize("text,where", [("datasets: [unclosed\n", ":2: YAML syntax error"),
+                                        ("- a\n", "this one is a list")])
+def test_clap_recipes_read_the_same_way(text, where, tmp_path, capsys):
+    r = tmp_path / "clap.yaml"
+    r.write_text(text)
+    assert main(["clap", "train", str(r)]) != 0  # one line, non-zero exit
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(r) in err and where in err, err
