@@ -12,6 +12,7 @@ every token attends to the padding too. How far apart the two are on real weight
 docs/BENCHMARKS.md (bench/whisper_window.py); the parts before attention (mel, convolutions,
 positions) are equal, which tests/audio/test_whisper_window.py checks.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,27 +53,37 @@ class WhisperWindowEncoder(AudioEncoder):
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         if cfg.hf_config is None:
-            raise ValueError("whisper encoder needs hf_config (the base part's config: "
-                             "audioflamingo.audio.whisper.whisper_encoder_config)")
+            raise ValueError(
+                "whisper encoder needs hf_config (the base part's config: "
+                "audioflamingo.audio.whisper.whisper_encoder_config)"
+            )
         if window.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"whisper encoder reads 16 kHz audio: set window.sample_rate=16000, not {window.sample_rate}")
+            raise ValueError(
+                f"whisper encoder reads 16 kHz audio: set window.sample_rate=16000, not {window.sample_rate}"
+            )
         hf = dict(cfg.hf_config)
         self.pretrained_positions = int(hf.get("max_source_positions", 1500))
         frames = window.window_samples // HOP
         if window.window_samples % (2 * HOP):
-            raise ValueError(f"whisper encoder: window of {window.window_samples} samples is not a multiple of "
-                             f"{2 * HOP} (20 ms, one output token)")
+            raise ValueError(
+                f"whisper encoder: window of {window.window_samples} samples is not a multiple of "
+                f"{2 * HOP} (20 ms, one output token)"
+            )
         natural = frames // 2
         if natural > self.pretrained_positions:
-            raise ValueError(f"whisper encoder: a {window.window_seconds:g}-s window needs {natural} positions, "
-                             f"the pretrained table has {self.pretrained_positions} (30 s)")
+            raise ValueError(
+                f"whisper encoder: a {window.window_seconds:g}-s window needs {natural} positions, "
+                f"the pretrained table has {self.pretrained_positions} (30 s)"
+            )
         hf["max_source_positions"] = natural
         self.model = WhisperEncoder(WhisperConfig(**hf))
         self.natural_tokens = natural
         tokens = natural if cfg.tokens_per_window in (-1, 0) else cfg.tokens_per_window
         if natural % tokens:
-            raise ValueError(f"whisper encoder: tokens_per_window {tokens} does not divide the window's "
-                             f"{natural} tokens (average pooling by a whole factor)")
+            raise ValueError(
+                f"whisper encoder: tokens_per_window {tokens} does not divide the window's "
+                f"{natural} tokens (average pooling by a whole factor)"
+            )
         self.pool = natural // tokens
         self.sample_rate, self.dim, self.tokens_per_window = SAMPLE_RATE, int(hf["d_model"]), tokens
         if cfg.dim != self.dim:
@@ -102,13 +113,19 @@ class WhisperWindowEncoder(AudioEncoder):
         return hidden
 
 
-def whisper_encoder_config(part: str = "whisper-tiny.en-encoder", tokens_per_window: int = -1,
-                           frozen: bool = True) -> EncoderConfig:
+def whisper_encoder_config(
+    part: str = "whisper-tiny.en-encoder", tokens_per_window: int = -1, frozen: bool = True
+) -> EncoderConfig:
     """An EncoderConfig for a Whisper base part (converted at first use)."""
     from audioflamingo.base_parts import part_config
 
     hf = part_config(part)
-    return EncoderConfig(kind="whisper", output="dense", dim=int(hf["d_model"]), tokens_per_window=tokens_per_window,
-                         frozen=frozen, hf_config=hf, n_mels=int(hf.get("num_mel_bins", 80)))
-
-
+    return EncoderConfig(
+        kind="whisper",
+        output="dense",
+        dim=int(hf["d_model"]),
+        tokens_per_window=tokens_per_window,
+        frozen=frozen,
+        hf_config=hf,
+        n_mels=int(hf.get("num_mel_bins", 80)),
+    )

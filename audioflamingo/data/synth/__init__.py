@@ -15,6 +15,7 @@ Writes, under OUT:
 
 Every record names the sources its audio came from ("sources": sample sets, voices, collections).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ import numpy as np
 
 from audioflamingo.data.synth import language as L
 from audioflamingo.data.synth.scenes import sample_scene
-from audioflamingo.data.synth.sources import (BANK_STEPS, KNOWN_INSTRUMENTS, NOVEL_INSTRUMENTS, SR, build_bank,
-                                              check_tools)
+from audioflamingo.data.synth.sources import (
+    BANK_STEPS,
+    KNOWN_INSTRUMENTS,
+    NOVEL_INSTRUMENTS,
+    SR,
+    build_bank,
+    check_tools,
+)
 
 INSTRUMENT_QUESTION = "Which instrument is playing?"
 AVERAGE_CLIP_SECONDS = 6.0
@@ -52,31 +59,66 @@ def _scene_records(scene, audio: str, rng, known: list[str], n_questions: int) -
     base = {"audio": audio, "source": scene.id, "sources": sorted({e.origin for e in scene.events})}
     caps = [L.caption(scene, v) for v in range(L.PHRASINGS)]
     first = int(rng.integers(L.PHRASINGS))
-    out = {"caption": [{**base, "id": f"{scene.id}/cap", "task": "caption", "output": caps[first],
-                        "positives": [c for v, c in enumerate(caps) if v != first],
-                        "negatives": L.negatives(scene, rng, known)}]}
+    out = {
+        "caption": [
+            {
+                **base,
+                "id": f"{scene.id}/cap",
+                "task": "caption",
+                "output": caps[first],
+                "positives": [c for v, c in enumerate(caps) if v != first],
+                "negatives": L.negatives(scene, rng, known),
+            }
+        ]
+    }
     qs = L.questions(scene, rng)  # phrasings drawn from rng, independently of the answers
     pick = rng.permutation(len(qs))[:n_questions]
-    out["aqa"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": qs[k][0], "output": qs[k][1],
-                   "question": qs[k][2]} for k in sorted(pick)]
+    out["aqa"] = [
+        {
+            **base,
+            "id": f"{scene.id}/q{k}",
+            "task": "aqa",
+            "instruction": qs[k][0],
+            "output": qs[k][1],
+            "question": qs[k][2],
+        }
+        for k in sorted(pick)
+    ]
     # Every question of the timeline (aqa holds n_questions of them): about 2.5x the answers for the
     # same audio, for stages that need more supervision per attribute. Same texts as aqa's.
-    out["aqa_all"] = [{**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": q, "output": a, "question": kd}
-                      for k, (q, a, kd) in enumerate(qs)]
+    out["aqa_all"] = [
+        {**base, "id": f"{scene.id}/q{k}", "task": "aqa", "instruction": q, "output": a, "question": kd}
+        for k, (q, a, kd) in enumerate(qs)
+    ]
     inst = [e for e in scene.events if e.kind == "instrument"]
     out["classify"] = []
     if len(inst) == 1:
         others = [x for x in known if x != inst[0].label]
         k = len(others) if rng.random() < 0.3 else int(rng.integers(3, 6))
         opts = sorted([inst[0].label] + list(rng.choice(others, size=k, replace=False)))
-        out["classify"].append({**base, "id": f"{scene.id}/cls", "task": "classify", "instruction": INSTRUMENT_QUESTION,
-                                "output": inst[0].label, "options": opts})
+        out["classify"].append(
+            {
+                **base,
+                "id": f"{scene.id}/cls",
+                "task": "classify",
+                "instruction": INSTRUMENT_QUESTION,
+                "output": inst[0].label,
+                "options": opts,
+            }
+        )
     out["dialogue"] = [{**base, "id": f"{scene.id}/dlg", "task": "dialogue", "turns": L.dialogue(scene, rng)}]
     return out
 
 
-def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: int = 300, val_scenes: int = 100,
-               progress: bool = True, bank: dict | None = None) -> dict:
+def synthesize(
+    out: str | Path,
+    seed: int = 0,
+    hours: float = 3.0,
+    test_scenes: int = 300,
+    val_scenes: int = 100,
+    progress: bool = True,
+    bank: dict | None = None,
+) -> dict:
     """bank: build_bank's sizes (phrases_per_instrument, utterances, novel_phrases, prompts) when not
     the defaults (tests build a small one)."""
     import soundfile as sf
@@ -89,13 +131,21 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
     with tqdm(total=BANK_STEPS, desc="sources", unit="source", disable=not progress) as sbar:
         bank = build_bank(rng, **(bank or {}), progress=lambda name: (sbar.set_postfix_str(name), sbar.update(1)))
     known, novel = sorted(KNOWN_INSTRUMENTS), sorted(NOVEL_INSTRUMENTS)
-    counts = {"train": max(1, int(hours * 3600 / AVERAGE_CLIP_SECONDS)), "val": val_scenes, "test": test_scenes,
-              "heldout": test_scenes}
+    counts = {
+        "train": max(1, int(hours * 3600 / AVERAGE_CLIP_SECONDS)),
+        "val": val_scenes,
+        "test": test_scenes,
+        "heldout": test_scenes,
+    }
     manifests: dict[str, list[dict]] = {}
     scenes_out, seconds = [], {}
     heldout_queries = [r for r in bank if r.split == "novel-heldout"]
-    bar = tqdm(total=sum(counts.values()) + 2 * 12 * len(novel) + len(heldout_queries), desc="synth", unit="clip",
-               disable=not progress)
+    bar = tqdm(
+        total=sum(counts.values()) + 2 * 12 * len(novel) + len(heldout_queries),
+        desc="synth",
+        unit="clip",
+        disable=not progress,
+    )
 
     def emit(scene, wave, split):
         rel = f"clips/{split}/{scene.id}.flac"
@@ -121,8 +171,9 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
                     manifests.setdefault(f"{ev}/instrument", []).append({**r, "options": known})
                 for r in recs["dialogue"]:  # one item per follow-up turn, with the gold history before it
                     for j in range(1, len(r["turns"])):
-                        manifests.setdefault(f"{ev}/dialogue", []).append({**r, "id": f"{r['id']}/t{j}",
-                                                                           "turns": r["turns"][: j + 1]})
+                        manifests.setdefault(f"{ev}/dialogue", []).append(
+                            {**r, "id": f"{r['id']}/t{j}", "turns": r["turns"][: j + 1]}
+                        )
             else:
                 for task, rs in recs.items():
                     manifests.setdefault(f"{split}_{task}", []).extend(rs)
@@ -134,19 +185,37 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
             scene, wave = sample_scene(srng, pool, split, f"{split}-{k:05d}", kinds=("instrument",), n_events=1)
             rel = emit(scene, wave, split)
             manifests.setdefault(name, []).append(
-                {"id": scene.id, "audio": rel, "source": scene.events[0].source, "sources": [scene.events[0].origin],
-                 "task": "classify", "instruction": INSTRUMENT_QUESTION, "output": scene.events[0].label,
-                 "options": novel})
+                {
+                    "id": scene.id,
+                    "audio": rel,
+                    "source": scene.events[0].source,
+                    "sources": [scene.events[0].origin],
+                    "task": "classify",
+                    "instruction": INSTRUMENT_QUESTION,
+                    "output": scene.events[0].label,
+                    "options": novel,
+                }
+            )
     # Few-shot queries from other sample sets (Freepats, GCompris' recordings) than the datastore's
     # FluidR3 phrases: one clip per recording.
     srng = np.random.default_rng([seed, 5])
     for k, rec in enumerate(heldout_queries):
-        scene, wave = sample_scene(srng, {"instrument": [rec]}, "novel-heldout", f"novel-heldout-{k:05d}",
-                                   kinds=("instrument",), n_events=1)
+        scene, wave = sample_scene(
+            srng, {"instrument": [rec]}, "novel-heldout", f"novel-heldout-{k:05d}", kinds=("instrument",), n_events=1
+        )
         rel = emit(scene, wave, "novel-heldout")
         manifests.setdefault("heldout/eval/fewshot", []).append(
-            {"id": scene.id, "audio": rel, "source": rec.id, "sources": [rec.origin], "task": "classify",
-             "instruction": INSTRUMENT_QUESTION, "output": rec.label, "options": novel})
+            {
+                "id": scene.id,
+                "audio": rel,
+                "source": rec.id,
+                "sources": [rec.origin],
+                "task": "classify",
+                "instruction": INSTRUMENT_QUESTION,
+                "output": rec.label,
+                "options": novel,
+            }
+        )
     bar.close()
     for name, recs in manifests.items():
         if name.startswith(("eval/", "heldout/")):  # manifest paths resolve against the manifest's own folder
@@ -156,13 +225,22 @@ def synthesize(out: str | Path, seed: int = 0, hours: float = 3.0, test_scenes: 
         _write(out / f"{name}.jsonl", recs)
     _write(out / "scenes.jsonl", scenes_out)
     summary = {
-        "seed": seed, "hours_requested": hours, "sample_rate": SR,
+        "seed": seed,
+        "hours_requested": hours,
+        "sample_rate": SR,
         "hours": {k: round(v / 3600, 3) for k, v in seconds.items()},
         "manifests": {k: len(v) for k, v in sorted(manifests.items())},
-        "known_instruments": known, "novel_instruments": novel,
+        "known_instruments": known,
+        "novel_instruments": novel,
         "recordings": {s: sum(r.split == s for r in bank) for s in sorted({r.split for r in bank})},
-        "sources": {o: {s: sum(r.origin == o and r.split == s for r in bank) for s in sorted({r.split for r in bank})
-                        if any(r.origin == o and r.split == s for r in bank)} for o in sorted({r.origin for r in bank})},
+        "sources": {
+            o: {
+                s: sum(r.origin == o and r.split == s for r in bank)
+                for s in sorted({r.split for r in bank})
+                if any(r.origin == o and r.split == s for r in bank)
+            }
+            for o in sorted({r.origin for r in bank})
+        },
         "recording_splits": {r.id: r.split for r in bank},
     }
     from audioflamingo.data.synth.leaks import text_leaks

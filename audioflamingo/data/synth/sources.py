@@ -20,6 +20,7 @@ Reserved for independent evaluation and never used here: timgm6mb-soundfont,
 musescore-general-soundfont, klettres-data, openttd-opensfx, asterisk-core-sounds-{en,fr,es}-*,
 asterisk-prompt-fr-armelle, asterisk-prompt-es-co.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,82 +45,177 @@ FESTIVAL_VOICES = Path("/usr/share/festival/voices")
 
 # name -> (General MIDI program, lowest note, highest note)
 KNOWN_INSTRUMENTS = {
-    "piano": (0, 36, 96), "harpsichord": (6, 41, 89), "glockenspiel": (9, 72, 105), "organ": (19, 36, 91),
-    "guitar": (24, 40, 84), "bass": (32, 28, 55), "violin": (40, 55, 96), "cello": (42, 36, 76),
-    "trumpet": (56, 55, 82), "saxophone": (65, 49, 81), "clarinet": (71, 50, 91), "flute": (73, 60, 96),
+    "piano": (0, 36, 96),
+    "harpsichord": (6, 41, 89),
+    "glockenspiel": (9, 72, 105),
+    "organ": (19, 36, 91),
+    "guitar": (24, 40, 84),
+    "bass": (32, 28, 55),
+    "violin": (40, 55, 96),
+    "cello": (42, 36, 76),
+    "trumpet": (56, 55, 82),
+    "saxophone": (65, 49, 81),
+    "clarinet": (71, 50, 91),
+    "flute": (73, 60, 96),
 }
 # Never named in training: the few-shot evaluation's new labels.
 NOVEL_INSTRUMENTS = {
-    "marimba": (12, 45, 96), "accordion": (21, 53, 89), "harmonica": (22, 60, 84), "sitar": (104, 48, 77),
-    "banjo": (105, 48, 84), "steel drums": (114, 52, 88),
+    "marimba": (12, 45, 96),
+    "accordion": (21, 53, 89),
+    "harmonica": (22, 60, 84),
+    "sitar": (104, 48, 77),
+    "banjo": (105, 48, 84),
+    "steel drums": (114, 52, 88),
 }
 VOICES = {"m1": "male", "m3": "male", "m7": "male", "f1": "female", "f3": "female", "f5": "female"}
 LANGUAGES = {"english": "en", "german": "de", "french": "fr", "spanish": "es", "italian": "it", "russian": "ru"}
 _WORDS = {
-    "english": ("the cat|a farmer|my sister|the old train|our teacher|a small bird|the river|his brother",
-                "sees|finds|carries|likes|follows|paints|opens|calls",
-                "a red box|the window|the garden|some bread|a letter|the door|a blue boat|the market"),
-    "german": ("der Hund|die Katze|mein Vater|das Kind|die Lehrerin|ein Vogel|der Bauer|unsere Oma",
-               "sieht|findet|trägt|mag|malt|öffnet|ruft|sucht",
-               "das Fenster|den Garten|ein Buch|die Tür|den Zug|einen Brief|das Brot|den Ball"),
-    "french": ("le chat|une fille|mon frère|le vieux train|notre professeur|un oiseau|la rivière|ma mère",
-               "voit|trouve|porte|aime|suit|peint|ouvre|appelle",
-               "la fenêtre|le jardin|du pain|une lettre|la porte|un bateau|le marché|la clé"),
-    "spanish": ("el gato|una niña|mi hermano|el viejo tren|nuestro maestro|un pájaro|el río|mi madre",
-                "ve|encuentra|lleva|quiere|sigue|pinta|abre|llama",
-                "la ventana|el jardín|el pan|una carta|la puerta|un barco|el mercado|la llave"),
-    "italian": ("il gatto|una ragazza|mio fratello|il vecchio treno|il nostro maestro|un uccello|il fiume|mia madre",
-                "vede|trova|porta|ama|segue|dipinge|apre|chiama",
-                "la finestra|il giardino|il pane|una lettera|la porta|una barca|il mercato|la chiave"),
-    "russian": ("кошка|девочка|мой брат|старый поезд|наш учитель|маленькая птица|река|моя мама",
-                "видит|находит|несёт|любит|рисует|открывает|зовёт|ищет",
-                "окно|сад|хлеб|письмо|дверь|лодку|рынок|ключ"),
+    "english": (
+        "the cat|a farmer|my sister|the old train|our teacher|a small bird|the river|his brother",
+        "sees|finds|carries|likes|follows|paints|opens|calls",
+        "a red box|the window|the garden|some bread|a letter|the door|a blue boat|the market",
+    ),
+    "german": (
+        "der Hund|die Katze|mein Vater|das Kind|die Lehrerin|ein Vogel|der Bauer|unsere Oma",
+        "sieht|findet|trägt|mag|malt|öffnet|ruft|sucht",
+        "das Fenster|den Garten|ein Buch|die Tür|den Zug|einen Brief|das Brot|den Ball",
+    ),
+    "french": (
+        "le chat|une fille|mon frère|le vieux train|notre professeur|un oiseau|la rivière|ma mère",
+        "voit|trouve|porte|aime|suit|peint|ouvre|appelle",
+        "la fenêtre|le jardin|du pain|une lettre|la porte|un bateau|le marché|la clé",
+    ),
+    "spanish": (
+        "el gato|una niña|mi hermano|el viejo tren|nuestro maestro|un pájaro|el río|mi madre",
+        "ve|encuentra|lleva|quiere|sigue|pinta|abre|llama",
+        "la ventana|el jardín|el pan|una carta|la puerta|un barco|el mercado|la llave",
+    ),
+    "italian": (
+        "il gatto|una ragazza|mio fratello|il vecchio treno|il nostro maestro|un uccello|il fiume|mia madre",
+        "vede|trova|porta|ama|segue|dipinge|apre|chiama",
+        "la finestra|il giardino|il pane|una lettera|la porta|una barca|il mercato|la chiave",
+    ),
+    "russian": (
+        "кошка|девочка|мой брат|старый поезд|наш учитель|маленькая птица|река|моя мама",
+        "видит|находит|несёт|любит|рисует|открывает|зовёт|ищет",
+        "окно|сад|хлеб|письмо|дверь|лодку|рынок|ключ",
+    ),
 }
 # Speech engines other than espeak-ng: tag -> (command kind, voice, gender, language)
-FESTIVAL = {"festival/kal": ("kal_diphone", "male", "english"), "festival/ked": ("ked_diphone", "male", "english"),
-            "festival/slt": ("cmu_us_slt_arctic_hts", "female", "english"),
-            "festival/lp": ("lp_diphone", "female", "italian"), "festival/pc": ("pc_diphone", "male", "italian"),
-            "festival/nsh": ("msu_ru_nsh_clunits", "male", "russian")}
-FLITE = {"flite/kal": ("kal", "male"), "flite/awb": ("awb", "male"), "flite/rms": ("rms", "male"),
-         "flite/slt": ("slt", "female")}
+FESTIVAL = {
+    "festival/kal": ("kal_diphone", "male", "english"),
+    "festival/ked": ("ked_diphone", "male", "english"),
+    "festival/slt": ("cmu_us_slt_arctic_hts", "female", "english"),
+    "festival/lp": ("lp_diphone", "female", "italian"),
+    "festival/pc": ("pc_diphone", "male", "italian"),
+    "festival/nsh": ("msu_ru_nsh_clunits", "male", "russian"),
+}
+FLITE = {
+    "flite/kal": ("kal", "male"),
+    "flite/awb": ("awb", "male"),
+    "flite/rms": ("rms", "male"),
+    "flite/slt": ("slt", "female"),
+}
 # Recorded prompt collections (the folder names carry the speaker's gender).
-RECORDED_SPEECH = {"asterisk/it-menardi": ("it_IT_f_Menardi", "female", "italian"),
-                   "asterisk/it-carlo": ("it_IT_m_Carlo", "male", "italian"),
-                   "asterisk/ru": ("ru_RU_f_IvrvoiceRU", "female", "russian")}
+RECORDED_SPEECH = {
+    "asterisk/it-menardi": ("it_IT_f_Menardi", "female", "italian"),
+    "asterisk/it-carlo": ("it_IT_m_Carlo", "male", "italian"),
+    "asterisk/ru": ("ru_RU_f_IvrvoiceRU", "female", "russian"),
+}
 PROMPTS_PER_COLLECTION = 40
 # freedesktop file stem -> label; chimes are many files, so they are the only alerts in every split.
-ALERTS = {"bell": "bell", "phone-incoming-call": "phone ringing", "phone-outgoing-calling": "phone ringing",
-          "camera-shutter": "camera shutter", "screen-capture": "camera shutter"}
-CHIMES = ("complete", "message", "message-new-instant", "dialog-information", "dialog-warning", "window-attention",
-          "service-login", "service-logout", "device-added", "device-removed", "power-plug", "power-unplug",
-          "network-connectivity-established", "network-connectivity-lost", "audio-volume-change", "dialog-error",
-          "trash-empty", "window-question", "suspend-error", "alarm-clock-elapsed")
+ALERTS = {
+    "bell": "bell",
+    "phone-incoming-call": "phone ringing",
+    "phone-outgoing-calling": "phone ringing",
+    "camera-shutter": "camera shutter",
+    "screen-capture": "camera shutter",
+}
+CHIMES = (
+    "complete",
+    "message",
+    "message-new-instant",
+    "dialog-information",
+    "dialog-warning",
+    "window-attention",
+    "service-login",
+    "service-logout",
+    "device-added",
+    "device-removed",
+    "power-plug",
+    "power-unplug",
+    "network-connectivity-established",
+    "network-connectivity-lost",
+    "audio-volume-change",
+    "dialog-error",
+    "trash-empty",
+    "window-question",
+    "suspend-error",
+    "alarm-clock-elapsed",
+)
 # GCompris recordings: (bundle, file stem) -> label. The label is the answer that names the sound.
-GCOMPRIS_INSTRUMENTS = {"cello": "cello", "clarinet": "clarinet", "flute_traversiere": "flute", "guitar": "guitar",
-                        "organ": "organ", "piano": "piano", "saxophone": "saxophone", "trumpet": "trumpet",
-                        "violin": "violin", "accordion": "accordion", "banjo": "banjo", "harmonica": "harmonica"}
+GCOMPRIS_INSTRUMENTS = {
+    "cello": "cello",
+    "clarinet": "clarinet",
+    "flute_traversiere": "flute",
+    "guitar": "guitar",
+    "organ": "organ",
+    "piano": "piano",
+    "saxophone": "saxophone",
+    "trumpet": "trumpet",
+    "violin": "violin",
+    "accordion": "accordion",
+    "banjo": "banjo",
+    "harmonica": "harmonica",
+}
 EVERYDAY = {
-    "gcompris-farm": {("explore_farm_animals", s): l for s, l in (
-        ("cat", "a cat meowing"), ("chickens", "chickens clucking"), ("cow", "a cow mooing"), ("dog", "a dog barking"),
-        ("duck", "a duck quacking"), ("horse", "a horse neighing"), ("owl", "an owl hooting"), ("pig", "a pig grunting"),
-        ("sheep", "a sheep bleating"))},
-    "gcompris-effects": {("canal_lock", "door_open"): "a door", ("canal_lock", "door_close"): "a door",
-                         ("traffic", "car"): "a car", ("railroad", "train"): "a train",
-                         ("guessnumber", "helicopter"): "a helicopter", ("canal_lock", "water_fill"): "running water",
-                         ("money", "money1"): "coins", ("money", "money2"): "coins",
-                         ("mining", "pickaxe"): "a pickaxe striking", ("target", "arrow"): "an arrow"},
+    "gcompris-farm": {
+        ("explore_farm_animals", s): l
+        for s, l in (
+            ("cat", "a cat meowing"),
+            ("chickens", "chickens clucking"),
+            ("cow", "a cow mooing"),
+            ("dog", "a dog barking"),
+            ("duck", "a duck quacking"),
+            ("horse", "a horse neighing"),
+            ("owl", "an owl hooting"),
+            ("pig", "a pig grunting"),
+            ("sheep", "a sheep bleating"),
+        )
+    },
+    "gcompris-effects": {
+        ("canal_lock", "door_open"): "a door",
+        ("canal_lock", "door_close"): "a door",
+        ("traffic", "car"): "a car",
+        ("railroad", "train"): "a train",
+        ("guessnumber", "helicopter"): "a helicopter",
+        ("canal_lock", "water_fill"): "running water",
+        ("money", "money1"): "coins",
+        ("money", "money2"): "coins",
+        ("mining", "pickaxe"): "a pickaxe striking",
+        ("target", "arrow"): "an arrow",
+    },
     # held out whole: the same labels from another collection
-    "gcompris-memory": {("memory-sound", "LRBark_1_LA_cut"): "a dog barking",
-                        ("memory-sound", "LRBark_3_LA_cut"): "a dog barking",
-                        ("memory-sound", "LRDoor_Open_2_LA"): "a door",
-                        ("memory-sound", "LRStartAndStopCarEngine1LACut"): "a car",
-                        ("memory-sound", "LRTrain_slowing_down_01_LA_cut"): "a train"},
+    "gcompris-memory": {
+        ("memory-sound", "LRBark_1_LA_cut"): "a dog barking",
+        ("memory-sound", "LRBark_3_LA_cut"): "a dog barking",
+        ("memory-sound", "LRDoor_Open_2_LA"): "a door",
+        ("memory-sound", "LRStartAndStopCarEngine1LACut"): "a car",
+        ("memory-sound", "LRTrain_slowing_down_01_LA_cut"): "a train",
+    },
 }
 SEGMENT_SECONDS = 2.5  # recorded files longer than this are cut into pieces of this length
 
 # Kept whole for the held-out-source test split: a sample set, an engine, voices and collections.
-HELD_OUT = ("freepats", "flite/", "espeak-ng/m7", "espeak-ng/f5", "asterisk/it-carlo", "festival/ked",
-            "gcompris-memory")
+HELD_OUT = (
+    "freepats",
+    "flite/",
+    "espeak-ng/m7",
+    "espeak-ng/f5",
+    "asterisk/it-carlo",
+    "festival/ked",
+    "gcompris-memory",
+)
 
 # source -> (Debian packages, files or commands it needs)
 SOURCES = {
@@ -127,13 +223,36 @@ SOURCES = {
     "freepats": (("timidity", "freepats"), ("timidity", FREEPATS_CFG)),
     "gcompris": (("gcompris-qt-data",), (GCOMPRIS / "instruments.rcc",)),
     "espeak-ng": (("espeak-ng",), ("espeak-ng",)),
-    "festival": (("festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts", "festvox-italp16k",
-                  "festvox-itapc16k", "festvox-ru"),
-                 ("text2wave", *(FESTIVAL_VOICES / d for d in ("english/kal_diphone", "english/ked_diphone",
-                  "us/cmu_us_slt_arctic_hts", "italian/lp_diphone", "italian/pc_diphone", "russian/msu_ru_nsh_clunits")))),
+    "festival": (
+        (
+            "festival",
+            "festvox-kallpc16k",
+            "festvox-kdlpc16k",
+            "festvox-us-slt-hts",
+            "festvox-italp16k",
+            "festvox-itapc16k",
+            "festvox-ru",
+        ),
+        (
+            "text2wave",
+            *(
+                FESTIVAL_VOICES / d
+                for d in (
+                    "english/kal_diphone",
+                    "english/ked_diphone",
+                    "us/cmu_us_slt_arctic_hts",
+                    "italian/lp_diphone",
+                    "italian/pc_diphone",
+                    "russian/msu_ru_nsh_clunits",
+                )
+            ),
+        ),
+    ),
     "flite": (("flite",), ("flite",)),
-    "asterisk": (("asterisk-core-sounds-it-wav", "asterisk-core-sounds-ru-wav", "asterisk-prompt-it-menardi-wav"),
-                 tuple(ASTERISK / d for d, _, _ in RECORDED_SPEECH.values())),
+    "asterisk": (
+        ("asterisk-core-sounds-it-wav", "asterisk-core-sounds-ru-wav", "asterisk-prompt-it-menardi-wav"),
+        tuple(ASTERISK / d for d, _, _ in RECORDED_SPEECH.values()),
+    ),
     "freedesktop": (("sound-theme-freedesktop",), (FREEDESKTOP,)),
 }
 PACKAGES = tuple(dict.fromkeys(p for pk, _ in SOURCES.values() for p in pk))
@@ -178,8 +297,9 @@ class SourcesMissing(AudioFlamingoError, RuntimeError):
 def check_tools(names=None) -> None:
     missing = missing_sources(names)
     if missing:
-        raise SourcesMissing("corpus sources missing: " + "; ".join(missing.values()) +
-                           " - run `make synth-deps` as root")
+        raise SourcesMissing(
+            "corpus sources missing: " + "; ".join(missing.values()) + " - run `make synth-deps` as root"
+        )
 
 
 def _read(path: Path) -> np.ndarray:
@@ -239,8 +359,9 @@ def has_program(synth: str, program: int) -> bool:
     return synth == "fluidr3" or any(FREEPATS.glob(f"{program:03d}_*.pat"))
 
 
-def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: np.random.Generator,
-                   split_fn, synth: str = "fluidr3") -> list[Recording]:
+def render_phrases(
+    name: str, program: int, lo: int, hi: int, count: int, rng: np.random.Generator, split_fn, synth: str = "fluidr3"
+) -> list[Recording]:
     """`count` phrases of one instrument in one synthesiser call (a MIDI file with long gaps):
     FluidR3 through fluidsynth, or Freepats through timidity."""
     import mido
@@ -257,8 +378,11 @@ def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: n
         ticks = int(note_len * 960)
         first = True
         for note in notes:
-            tr.append(mido.Message("note_on", note=int(note), velocity=100, channel=0,
-                                   time=int(gap * 960) if (first and k) else 0))
+            tr.append(
+                mido.Message(
+                    "note_on", note=int(note), velocity=100, channel=0, time=int(gap * 960) if (first and k) else 0
+                )
+            )
             tr.append(mido.Message("note_off", note=int(note), velocity=0, channel=0, time=ticks))
             first = False
         plan.append((t, n * note_len, pitch, tempo, n))
@@ -266,17 +390,44 @@ def render_phrases(name: str, program: int, lo: int, hi: int, count: int, rng: n
     with tempfile.TemporaryDirectory() as tmp:
         mp, wp = Path(tmp) / "p.mid", Path(tmp) / "p.wav"
         mid.save(str(mp))
-        cmd = (["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(SR), "-F", str(wp),
-                str(SOUNDFONT), str(mp)] if synth == "fluidr3" else
-               ["timidity", "-c", str(FREEPATS_CFG), "-Ow", "-s", str(SR), "-o", str(wp), str(mp)])
+        cmd = (
+            [
+                "fluidsynth",
+                "-ni",
+                "-q",
+                "-R",
+                "0",
+                "-C",
+                "0",
+                "-g",
+                "0.6",
+                "-r",
+                str(SR),
+                "-F",
+                str(wp),
+                str(SOUNDFONT),
+                str(mp),
+            ]
+            if synth == "fluidr3"
+            else ["timidity", "-c", str(FREEPATS_CFG), "-Ow", "-s", str(SR), "-o", str(wp), str(mp)]
+        )
         subprocess.run(cmd, check=True, capture_output=True)
         x = _read(wp)
     out = []
     for k, (start, dur, pitch, tempo, n) in enumerate(plan):
         seg = _trim(x[int(start * SR) : int((start + dur + 0.5) * SR)])
         rid = f"instrument/{synth}/{name}/{k}"
-        out.append(Recording(rid, "instrument", name, seg, split_fn(rid),
-                             {"pitch": pitch, "tempo": tempo, "notes": n, "pitch_varies": pitch_varies(lo, hi)}, synth))
+        out.append(
+            Recording(
+                rid,
+                "instrument",
+                name,
+                seg,
+                split_fn(rid),
+                {"pitch": pitch, "tempo": tempo, "notes": n, "pitch_varies": pitch_varies(lo, hi)},
+                synth,
+            )
+        )
     return out
 
 
@@ -288,8 +439,15 @@ def _sentence(rng: np.random.Generator, lang: str) -> str:
 def _speech(rid_key: str, origin: str, wave: np.ndarray, gender: str, lang: str, text: str) -> Recording:
     # the sentence (or prompt) decides the in-source split: test sentences are new
     split = "heldout" if held_out(origin) else split_of(rid_key)
-    return Recording(f"{rid_key}/{origin}", "speech", "speech", _trim(wave), split,
-                     {"gender": gender, "language": lang, "sentence": text}, origin)
+    return Recording(
+        f"{rid_key}/{origin}",
+        "speech",
+        "speech",
+        _trim(wave),
+        split,
+        {"gender": gender, "language": lang, "sentence": text},
+        origin,
+    )
 
 
 def render_speech(rng: np.random.Generator, per_voice_language: int) -> list[Recording]:
@@ -302,24 +460,61 @@ def render_speech(rng: np.random.Generator, per_voice_language: int) -> list[Rec
             for variant, gender in VOICES.items():
                 for _ in range(per_voice_language):
                     sentence = _sentence(rng, lang)
-                    subprocess.run(["espeak-ng", "-v", f"{code}+{variant}", "-s", str(int(rng.integers(130, 175))),
-                                    "-w", str(wp), sentence], check=True, capture_output=True)
-                    out.append(_speech(f"speech/{lang}/{sentence}", f"espeak-ng/{variant}", _read(wp), gender, lang,
-                                       sentence))
+                    subprocess.run(
+                        [
+                            "espeak-ng",
+                            "-v",
+                            f"{code}+{variant}",
+                            "-s",
+                            str(int(rng.integers(130, 175))),
+                            "-w",
+                            str(wp),
+                            sentence,
+                        ],
+                        check=True,
+                        capture_output=True,
+                    )
+                    out.append(
+                        _speech(f"speech/{lang}/{sentence}", f"espeak-ng/{variant}", _read(wp), gender, lang, sentence)
+                    )
         for origin, (voice, gender, lang) in FESTIVAL.items():
             for _ in range(per_voice_language):
                 sentence = _sentence(rng, lang)
                 stretch = float(rng.uniform(0.9, 1.15))
                 tp.write_text(sentence + "\n", encoding="utf-8")
-                subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval",
-                                f"(Parameter.set 'Duration_Stretch {stretch:.2f})", str(tp), "-o", str(wp)],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        "text2wave",
+                        "-eval",
+                        f"(voice_{voice})",
+                        "-eval",
+                        f"(Parameter.set 'Duration_Stretch {stretch:.2f})",
+                        str(tp),
+                        "-o",
+                        str(wp),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 out.append(_speech(f"speech/{lang}/{sentence}", origin, _read(wp), gender, lang, sentence))
         for origin, (voice, gender) in FLITE.items():
             for _ in range(per_voice_language):
                 sentence = _sentence(rng, "english")
-                subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={rng.uniform(0.9, 1.15):.2f}",
-                                "-t", sentence, "-o", str(wp)], check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        "flite",
+                        "-voice",
+                        voice,
+                        "--setf",
+                        f"duration_stretch={rng.uniform(0.9, 1.15):.2f}",
+                        "-t",
+                        sentence,
+                        "-o",
+                        str(wp),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 out.append(_speech(f"speech/english/{sentence}", origin, _read(wp), gender, "english", sentence))
     return out
 
@@ -386,8 +581,13 @@ def load_gcompris() -> list[Recording]:
             continue
         for k, seg in enumerate(_segments(_trim(_read_bytes(data)))):
             rid = f"instrument/gcompris/{label}/{k}"
-            split = ("novel-heldout" if label in NOVEL_INSTRUMENTS else
-                     "heldout" if held_out("gcompris-instruments") else split_of(rid))
+            split = (
+                "novel-heldout"
+                if label in NOVEL_INSTRUMENTS
+                else "heldout"
+                if held_out("gcompris-instruments")
+                else split_of(rid)
+            )
             out.append(Recording(rid, "instrument", label, seg, split, {}, "gcompris-instruments"))
     for origin, files in EVERYDAY.items():
         for (bundle, stem), label in files.items():
@@ -396,13 +596,28 @@ def load_gcompris() -> list[Recording]:
                 continue
             for k, seg in enumerate(_segments(_trim(_read_bytes(data)))):
                 rid = f"everyday/{origin}/{stem}/{k}"
-                out.append(Recording(rid, "everyday", label, seg, "heldout" if held_out(origin) else
-                                     split_of(rid, val=0.1, test=0.2), {}, origin))
+                out.append(
+                    Recording(
+                        rid,
+                        "everyday",
+                        label,
+                        seg,
+                        "heldout" if held_out(origin) else split_of(rid, val=0.1, test=0.2),
+                        {},
+                        origin,
+                    )
+                )
     return out
 
 
-def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utterances: int = 6,
-               novel_phrases: int = 24, prompts: int = PROMPTS_PER_COLLECTION, progress=None) -> list[Recording]:
+def build_bank(
+    rng: np.random.Generator,
+    phrases_per_instrument: int = 40,
+    utterances: int = 6,
+    novel_phrases: int = 24,
+    prompts: int = PROMPTS_PER_COLLECTION,
+    progress=None,
+) -> list[Recording]:
     """Every source's recordings, in a fixed order (each source draws from rng in turn). progress:
     called with a step's name after each of BANK_STEPS steps."""
     bank = []
@@ -414,20 +629,35 @@ def build_bank(rng: np.random.Generator, phrases_per_instrument: int = 40, utter
     for synth in ("fluidr3", "freepats"):
         for name, (prog, lo, hi) in KNOWN_INSTRUMENTS.items():
             if has_program(synth, prog):
-                bank += render_phrases(name, prog, lo, hi, phrases_per_instrument // 2 if synth != "fluidr3" else
-                                       phrases_per_instrument, rng, (lambda rid: "heldout") if held_out(synth)
-                                       else in_source, synth)
+                bank += render_phrases(
+                    name,
+                    prog,
+                    lo,
+                    hi,
+                    phrases_per_instrument // 2 if synth != "fluidr3" else phrases_per_instrument,
+                    rng,
+                    (lambda rid: "heldout") if held_out(synth) else in_source,
+                    synth,
+                )
         step(synth)
     for name, (prog, lo, hi) in NOVEL_INSTRUMENTS.items():
         # novel instruments: half the phrases are the retrieval datastore, half the queries. Phrase k
         # plays register k % 2 and tempo (k // 2) % 2, so the halves are alternate blocks of four: each
         # half holds every register x tempo (a parity split put all high phrases in the datastore and
         # all low ones among the queries, which measured cross-register retrieval, not few-shot).
-        bank += render_phrases(name, prog, lo, hi, novel_phrases, rng,
-                               lambda rid: "novel-support" if int(rid.rsplit("/", 1)[1]) // 4 % 2 else "novel-test")
+        bank += render_phrases(
+            name,
+            prog,
+            lo,
+            hi,
+            novel_phrases,
+            rng,
+            lambda rid: "novel-support" if int(rid.rsplit("/", 1)[1]) // 4 % 2 else "novel-test",
+        )
         if has_program("freepats", prog):  # queries from another sample set than the datastore's
-            bank += render_phrases(name, prog, lo, hi, max(4, novel_phrases // 3), rng, lambda rid: "novel-heldout",
-                                   "freepats")
+            bank += render_phrases(
+                name, prog, lo, hi, max(4, novel_phrases // 3), rng, lambda rid: "novel-heldout", "freepats"
+            )
     step("novel instruments")
     bank += render_speech(rng, utterances)
     step("voices")
