@@ -51,9 +51,9 @@ class AudioFlamingoFeatureExtractor(FeatureExtractionMixin):
             window_seconds=self.window_seconds,
             hop_seconds=self.hop_seconds,
             max_windows=self.max_windows,
-            long_audio=self.long_audio,
+            long_audio=self.long_audio,  # type: ignore[arg-type]  # "first" or "spread", as saved
             max_duration_seconds=self.max_duration_seconds,
-        )  # type: ignore[arg-type]
+        )
 
     @classmethod
     def from_window(cls, w: WindowConfig) -> "AudioFlamingoFeatureExtractor":
