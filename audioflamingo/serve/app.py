@@ -190,7 +190,17 @@ def _prepare(raw: bytes, pipe, cfg: ServeConfig):
     prompt = render_dialogue(
         req.turns, pipe.tokenizer, task=req.system or TASK_DESCRIPTIONS["dialogue"], style=pipe.style
     )
-    return req, prompt, audio, len(tokenize(prompt, pipe.tokenizer)[0])
+    prompt_tokens = len(tokenize(prompt, pipe.tokenizer)[0])
+    context = getattr(pipe.model.lm.config, "max_position_embeddings", None)
+    if context and prompt_tokens + req.max_tokens > context:  # past it the LM's positions mean nothing
+        raise ApiError(
+            400,
+            f"this model's context is {context} tokens; the messages are {prompt_tokens} tokens and max_tokens "
+            f"asks for {req.max_tokens} more",
+            "messages",
+            "context_length_exceeded",
+        )
+    return req, prompt, audio, prompt_tokens
 
 
 def _settings(req, index: int):

@@ -246,3 +246,22 @@ def test_n_is_limited_to_one_batch(default_pipe, clip):
         assert e.value.body["param"] == "n" and "limit of 2" in e.value.body["message"]
     finally:
         srv.stop()
+
+
+def test_a_conversation_longer_than_the_context_is_refused(client, clip, default_pipe):
+    from audioflamingo.text.templates import render_dialogue, tokenize
+
+    context = default_pipe.model.lm.config.max_position_embeddings
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=NAME, messages=msg("piano " * context, clip, "flac"), max_tokens=4)
+    assert e.value.body["code"] == "context_length_exceeded" and e.value.body["param"] == "messages"
+    question = "piano " * (context - 100)
+    prompt = len(
+        tokenize(render_dialogue([(question.strip(), None)], default_pipe.tokenizer), default_pipe.tokenizer)[0]
+    )
+    fits = context - prompt
+    assert 0 < fits < 100
+    ok = client.chat.completions.create(model=NAME, messages=msg(question, clip, "flac"), max_tokens=fits)
+    assert ok.usage.prompt_tokens == prompt  # the whole context is usable
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=NAME, messages=msg(question, clip, "flac"), max_tokens=fits + 1)
