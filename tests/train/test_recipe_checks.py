@@ -107,8 +107,9 @@ def test_recipe_error_is_still_a_value_error(tmp_path, toy):
     assert issubclass(RecipeError, ValueError)
 
 
-@pytest.mark.parametrize("text,where", [("datasets: [unclosed\n", ":2: YAML syntax error"),
-                                        ("- a\n", "this one is a list")])
+@pytest.mark.parametrize(
+    "text,where", [("datasets: [unclosed\n", ":2: YAML syntax error"), ("- a\n", "this one is a list")]
+)
 def test_clap_recipes_read_the_same_way(text, where, tmp_path, capsys):
     r = tmp_path / "clap.yaml"
     r.write_text(text)
