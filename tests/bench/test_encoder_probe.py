@@ -1,0 +1,28 @@
+"""bench/encoder_probe.py: which labels each event gives, and that the probe can fail."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+spec = importlib.util.spec_from_file_location("encoder_probe", Path(__file__).parents[2] / "bench" / "encoder_probe.py")
+ep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ep)
+
+
+def test_event_labels():
+    inst = {"kind": "instrument", "label": "clarinet", "attrs": {"pitch": "high", "tempo": "slow", "notes": 4}}
+    got = dict(ep.event_labels(inst))
+    assert got == {("instrument", "pitch"): "high", ("instrument", "tempo"): "slow",
+                   ("instrument", "identity"): "clarinet", ("*", "speech or not"): "other"}
+    sp = {"kind": "speech", "label": "speech", "attrs": {"gender": "female", "language": "italian"}}
+    assert dict(ep.event_labels(sp)) == {("speech", "language"): "italian", ("speech", "gender"): "female",
+                                         ("*", "speech or not"): "speech"}
+
+
+def test_probe_reads_a_separable_attribute_and_not_noise():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    y = ["a" if v > 0 else "b" for v in x[:, 0]]
+    assert ep.probe(list(x[:150]), y[:150], list(x[150:]), y[150:]) > 0.95
+    noise_y = list(rng.choice(["a", "b"], 200))
+    assert ep.probe(list(x[:150]), noise_y[:150], list(x[150:]), noise_y[150:]) < 0.75
