@@ -610,3 +610,11 @@ def _(ctx):
     err = expect_error(httpx.get(f"{srv.url}/v1/models/gpt-4o"), 404)
     if err["code"] != "model_not_found":
         raise Fail(f"code {err['code']!r}")
+
+
+@case("a prompt longer than the model's context: 400 context_length_exceeded")
+def _(ctx):
+    srv = server()
+    err = expect_error(_post(srv, _body(srv, messages=_messages(text="piano " * 5000))), 400, "messages")
+    if err["code"] != "context_length_exceeded":
+        raise Fail(f"code {err['code']!r}")
