@@ -1,4 +1,5 @@
 """bench/encoder_probe.py: which labels each event gives, and that the probe can fail."""
+
 import importlib.util
 from pathlib import Path
 
@@ -12,11 +13,18 @@ spec.loader.exec_module(ep)
 def test_event_labels():
     inst = {"kind": "instrument", "label": "clarinet", "attrs": {"pitch": "high", "tempo": "slow", "notes": 4}}
     got = dict(ep.event_labels(inst))
-    assert got == {("instrument", "pitch"): "high", ("instrument", "tempo"): "slow",
-                   ("instrument", "identity"): "clarinet", ("*", "speech or not"): "other"}
+    assert got == {
+        ("instrument", "pitch"): "high",
+        ("instrument", "tempo"): "slow",
+        ("instrument", "identity"): "clarinet",
+        ("*", "speech or not"): "other",
+    }
     sp = {"kind": "speech", "label": "speech", "attrs": {"gender": "female", "language": "italian"}}
-    assert dict(ep.event_labels(sp)) == {("speech", "language"): "italian", ("speech", "gender"): "female",
-                                         ("*", "speech or not"): "speech"}
+    assert dict(ep.event_labels(sp)) == {
+        ("speech", "language"): "italian",
+        ("speech", "gender"): "female",
+        ("*", "speech or not"): "speech",
+    }
 
 
 def test_probe_reads_a_separable_attribute_and_not_noise():
