@@ -9,6 +9,7 @@ relative L2 difference, and the encoder time per window for each (2 threads).
 
     python bench/whisper_window.py --audio data/synth/clips/test/test-000[0-4]*.flac --out bench/results/whisper_window.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,13 @@ def main():
     waves = [np.concatenate([load_audio(p, 16000) for p in args.audio])]  # one stream, cut into windows
     rows = {}
     for sec in [float(s) for s in args.seconds.split(",")]:
-        enc = build_encoder(whisper_encoder_config(), WindowConfig(sample_rate=16000, window_seconds=sec, hop_seconds=sec))
+        enc = build_encoder(
+            whisper_encoder_config(), WindowConfig(sample_rate=16000, window_seconds=sec, hop_seconds=sec)
+        )
         enc.load_state_dict(enc.adapt_base_state(state), strict=True)
         enc.eval()
         n = int(sec * 16000)
-        wins = [w[i:i + n] for w in waves for i in range(0, len(w) - n + 1, n)][: args.max_windows]
+        wins = [w[i : i + n] for w in waves for i in range(0, len(w) - n + 1, n)][: args.max_windows]
         if not wins:
             continue
         x = torch.from_numpy(np.stack(wins)).float()
@@ -55,16 +58,19 @@ def main():
             t0 = time.perf_counter()
             a = enc(x)
             t1 = time.perf_counter()
-            b = torch.cat([full(F.pad(x[i:i + 1], (0, 480000 - n))) for i in range(len(x))])[:, :a.shape[1]]
+            b = torch.cat([full(F.pad(x[i : i + 1], (0, 480000 - n))) for i in range(len(x))])[:, : a.shape[1]]
             t2 = time.perf_counter()
         cos = F.cosine_similarity(a, b, dim=-1).flatten()
         rel = ((a - b).norm(dim=-1) / b.norm(dim=-1)).flatten()
-        rows[f"{sec:g} s"] = {"windows": len(wins), "tokens per window": a.shape[1],
-                              "cosine mean": round(cos.mean().item(), 4),
-                              "cosine p5": round(cos.quantile(0.05).item(), 4),
-                              "relative L2 mean": round(rel.mean().item(), 4),
-                              "ms per window windowed": round(1000 * (t1 - t0) / len(wins), 1),
-                              "ms per window padded": round(1000 * (t2 - t1) / len(wins), 1)}
+        rows[f"{sec:g} s"] = {
+            "windows": len(wins),
+            "tokens per window": a.shape[1],
+            "cosine mean": round(cos.mean().item(), 4),
+            "cosine p5": round(cos.quantile(0.05).item(), 4),
+            "relative L2 mean": round(rel.mean().item(), 4),
+            "ms per window windowed": round(1000 * (t1 - t0) / len(wins), 1),
+            "ms per window padded": round(1000 * (t2 - t1) / len(wins), 1),
+        }
         print(f"{sec:g} s", rows[f"{sec:g} s"], flush=True)
     result = {"audio": args.audio, "machine": platform.processor() or platform.machine(), "rows": rows}
     if args.out:
