@@ -66,3 +66,8 @@ def test_wrong_layout_names_the_expected_file(name, tmp_path):
     with pytest.raises(LayoutError) as e:
         get(name).loader(tmp_path / "empty")
     assert str(tmp_path / "empty") in str(e.value) and "expected" in str(e.value)
+
+
+def test_the_seeds_psd50k_row_is_fsd50k_with_its_paper_number():
+    b = get("fsd50k")
+    assert b.paper == {"approx-F1": 0.697} and set(b.paper) <= set(b.metrics)
