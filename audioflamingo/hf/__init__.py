@@ -5,6 +5,7 @@
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
     out = model.generate(**processor(audio="clip.wav", text="What do you hear?"), max_new_tokens=32)
+    pipeline("audio-text-to-text", model=model_dir)("clip.wav", text="What do you hear?")
 
 Kept out of `import audioflamingo` because importing transformers costs seconds of start-up that the
 CLI's lean runtime avoids; `from audioflamingo import AudioFlamingoForConditionalGeneration` (or the
@@ -24,6 +25,8 @@ from audioflamingo.config import MODEL_TYPE
 from audioflamingo.hf.configuration import AudioFlamingoHFConfig
 from audioflamingo.hf.feature_extraction import AudioFlamingoFeatureExtractor
 from audioflamingo.hf.modeling import AudioFlamingoForConditionalGeneration, AudioFlamingoPreTrainedModel
+from audioflamingo.hf.pipeline import AudioTextToTextPipeline
+from audioflamingo.hf.pipeline import register as register_pipeline
 from audioflamingo.hf.processing import AudioFlamingoProcessor
 
 
@@ -35,6 +38,7 @@ def register() -> None:
         auto.register(AudioFlamingoHFConfig, AudioFlamingoForConditionalGeneration, exist_ok=True)
     AutoFeatureExtractor.register(AudioFlamingoHFConfig, AudioFlamingoFeatureExtractor, exist_ok=True)
     AutoProcessor.register(AudioFlamingoHFConfig, AudioFlamingoProcessor, exist_ok=True)
+    register_pipeline()  # transformers.pipeline("audio-text-to-text", model=DIR)
 
 
 register()
@@ -45,5 +49,6 @@ __all__ = [
     "AudioFlamingoForConditionalGeneration",
     "AudioFlamingoPreTrainedModel",
     "AudioFlamingoProcessor",
+    "AudioTextToTextPipeline",
     "register",
 ]

@@ -150,3 +150,17 @@ def test_processor_dialogue_uses_the_dialogue_template(model_dir):
     processor = AudioFlamingoProcessor.from_pretrained(model_dir)
     ids = processor(audio=noise(1.0), text="Hi?", task="dialogue")["input_ids"][0]
     assert "The task is dialogue.<audio>\nuser: Hi?\nassistant: <SEP>" in processor.tokenizer.decode(ids)
+
+
+def test_transformers_pipeline_answers_as_the_python_api():
+    from transformers import pipeline
+
+    import audioflamingo.hf  # noqa: F401  (registers the task)
+    from audioflamingo.tasks import AudioFlamingoPipeline, default_model_dir, example_clip
+
+    clip = str(example_clip())
+    pipe = pipeline("audio-text-to-text", model=str(default_model_dir()))
+    af = AudioFlamingoPipeline.load()
+    assert pipe(clip, max_new_tokens=12) == [{"generated_text": af.caption(clip, max_new_tokens=12)}]
+    q = "What do you hear first?"
+    assert pipe(clip, text=q, max_new_tokens=12)[0]["generated_text"] == af.ask(clip, q, max_new_tokens=12)
