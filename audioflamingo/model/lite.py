@@ -93,19 +93,28 @@ class Attention(nn.Module):
             bias=c.model_type == "llama" and bool(getattr(c, "attention_bias", False)),
         )
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None):
+    def project(self, x, cos, sin):
+        """(B, T, d) -> rotated q (B, heads, T, hd) and k, v (B, kv_heads, T, hd)."""
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, -1, self.hd).transpose(1, 2)
         k = self.k_proj(x).view(b, t, -1, self.hd).transpose(1, 2)
         v = self.v_proj(x).view(b, t, -1, self.hd).transpose(1, 2)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        if cache is not None:
-            k, v = cache.update(k, v, self.idx)
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+
+    def attend(self, q, k, v, mask):
+        """Grouped-query attention of q over k, v (the whole cache) -> (B, T, d)."""
+        b, _, t, _ = q.shape
         rep = self.heads // self.kv_heads
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.hd**-0.5)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None):
+        q, k, v = self.project(x, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v, self.idx)
+        return self.attend(q, k, v, mask)
 
 
 class MLP(nn.Module):
@@ -140,6 +149,12 @@ class Backbone(nn.Module):
         self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
         inv = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float) / c.head_dim))
         self.register_buffer("inv_freq", inv, persistent=False)
+
+    def rope(self, position_ids: torch.Tensor, dtype: torch.dtype):
+        """(B, T) positions -> cos, sin of shape (B, 1, T, head_dim) for `Attention.project`."""
+        freqs = position_ids[..., None].float() * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 @dataclass
@@ -186,9 +201,7 @@ class LiteCausalLM(nn.Module):
             past_key_values if past_key_values is not None else (KVCache(len(self.model.layers)) if use_cache else None)
         )
         h = self.model.embed_tokens(input_ids)
-        freqs = position_ids[..., None].float() * self.model.inv_freq
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-        cos, sin = emb.cos().to(h.dtype), emb.sin().to(h.dtype)
+        cos, sin = self.model.rope(position_ids, h.dtype)
         # Causal and padding mask; a query may always see itself, so left-padding rows never softmax
         # over nothing (their outputs are never read).
         q_pos = torch.arange(past, past + t, device=h.device)
