@@ -196,7 +196,11 @@ class AudioFlamingo(nn.Module):
 
         Sampling (do_sample=True, with temperature/top_k/top_p and `seed`: an int, one per row, or
         None) runs as seeded processors before greedy argmax (model/sampling.py): each row has its own
-        random stream, so a row's sample does not depend on its batch or on the runtime."""
+        random stream, so a row's sample does not depend on its batch or on the runtime.
+
+        cache_implementation="static" on the lean runtime decodes on a preallocated cache with fixed
+        shapes (model/static_decode.py), each step one CUDA graph replay on a GPU (`cuda_graph=False`
+        turns that off); on the transformers LM it is passed to transformers' generate."""
         eos = [self.special.eoc] + ([self.special.eos] if self.special.eos is not None else [])
         kw.setdefault("eos_token_id", eos)
         kw.setdefault("pad_token_id", self.special.pad)
@@ -213,6 +217,17 @@ class AudioFlamingo(nn.Module):
 
             processors += sampling_processors(input_ids.shape[0], seed=seed, **warp)
         kw["do_sample"] = False
+        static = kw.get("cache_implementation") == "static"
+        cuda_graph = kw.pop("cuda_graph", None)
+        if static and self.is_lite and _lite_can_decode({k: v for k, v in kw.items() if k != "cache_implementation"}):
+            from audioflamingo.model.static_decode import generate_static
+
+            kw.pop("cache_implementation")
+            kw.pop("num_beams", None)
+            kw.pop("do_sample", None)
+            return generate_static(
+                self, input_ids, attention_mask, audio, logits_processor=processors, graph=cuda_graph, **kw
+            )
         if self.is_lite and not _lite_can_decode(kw):
             self.use_hf_lm()
         if not self.is_lite:
