@@ -6,14 +6,24 @@ xattn-dense before every block, AF2 dense audio (12 windows x 64 tokens x 2048, 
 layers). The audio encoder is not timed (its cost per window is constant); features are random.
 
     python bench/decode.py --out bench/results/decode.json     # writes JSON, prints markdown
+
+CPU options (issue 21): `--runtime lite` decodes on the lean runtime (packed layouts, preallocated
+cache, its decode thread policy) instead of transformers; `--dtype auto` takes the CPU's measured
+choice (model/cpu_dtype.py); `--busy N` keeps N competing busy-loop processes running during the
+decode measurements; `--prefill` times prefill + first token at `--windows` and with `--audios` audios
+(and the per-token cost with them); `--profile` prints a torch.profiler table of the decode steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -38,7 +48,8 @@ QWEN2_05B = dict(
 )
 
 
-def build_mid(dtype):
+def build_mid(dtype, runtime: str = "hf"):
+    """The benchmark model; runtime "lite" swaps its LM for the lean runtime holding the same tensors."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg, _ = preset_config("af2")
@@ -53,6 +64,13 @@ def build_mid(dtype):
         for n, p in model.named_parameters():
             if n.endswith("_gate"):
                 p.fill_(0.5)
+    if runtime == "lite":
+        from audioflamingo.model.lite import LiteCausalLM
+
+        lite = LiteCausalLM(lm.config.to_dict()).eval().requires_grad_(False)
+        lite.load_state_dict(lm.state_dict(), strict=True)
+        model.lm = lite
+        model.fusion.attach(lite)
     return model.to(dtype), tok
 
 
@@ -67,22 +85,43 @@ class StepClock:
         return scores
 
 
-def decode_seconds_per_step(model, ids, mask, clips, new_tokens, cache_kv):
-    from transformers import LogitsProcessorList
-
+def timed_generate(model, ids, mask, clips, new_tokens, cache_kv):
+    """(seconds from the raw clips to the first token: transformation, xattn K/V, LM prefill;
+    intervals between the following steps)."""
     clock = StepClock()
+    t0 = time.perf_counter()
     state = model.audio_state(clips, cache_kv=cache_kv)
-    model.generate(
-        ids,
-        mask,
-        state,
-        max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,
-        do_sample=False,
-        logits_processor=LogitsProcessorList([clock]),
-    )
-    steps = [b - a for a, b in zip(clock.t, clock.t[1:])]  # excludes the prefill
+    kw: dict = dict(max_new_tokens=new_tokens, do_sample=False)
+    if model.is_lite:  # no stop token, so every step runs (the lean runtime has no min_new_tokens)
+        kw.update(eos_token_id=[], logits_processor=[clock])
+    else:
+        from transformers import LogitsProcessorList
+
+        kw.update(min_new_tokens=new_tokens, logits_processor=LogitsProcessorList([clock]))
+    model.generate(ids, mask, state, **kw)
+    return clock.t[0] - t0, [b - a for a, b in zip(clock.t, clock.t[1:])]
+
+
+def decode_seconds_per_step(model, ids, mask, clips, new_tokens, cache_kv):
+    steps = timed_generate(model, ids, mask, clips, new_tokens, cache_kv)[1]  # excludes the prefill
     return statistics.median(steps)
+
+
+@contextlib.contextmanager
+def busy_loops(n: int):
+    """n competing processes spinning on the CPU (another tenant of a shared machine)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.5 if n else 0)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def copy_bandwidth(gib=1.0):
@@ -97,6 +136,23 @@ def copy_bandwidth(gib=1.0):
     return 2 * n * 4 / best  # bytes read + written per second
 
 
+def gemv_bandwidth(threads: int, mib: int = 1024) -> float:
+    """Bytes per second a fp32 GEMV streams from a weight matrix far larger than the caches: the
+    rate a batch-1 decode step's weight reads can reach at best."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    w = torch.randn(mib * 2**20 // (4 * 8192), 8192)
+    x = torch.randn(8192)
+    torch.mv(w, x)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mv(w, x)
+        best = min(best, time.perf_counter() - t)
+    torch.set_num_threads(old)
+    return w.numel() * 4 / best
+
+
 def bytes_per_token(model, n_audio_tokens, batch=1):
     """Weights a batch-1 decode step must read: LM (embedding table once, as the tied lm_head), the
     xattn layers' query/output/FF weights, and the cached audio K/V."""
@@ -108,7 +164,7 @@ def bytes_per_token(model, n_audio_tokens, batch=1):
             if "to_kv" not in name:
                 b += p.numel() * p.element_size()
         a = blk.attn
-        b += 2 * batch * n_audio_tokens * a.heads * a.dim_head * 4
+        b += 2 * batch * n_audio_tokens * a.heads * a.dim_head * a.to_q.weight.element_size()
     return b
 
 
@@ -120,6 +176,32 @@ def linear_fit(xs, ys):
     return slope, 1 - ss_res / ss_tot
 
 
+def prefill_runs(model, tok, prompt, clips_for, args, dev) -> list[dict]:
+    """Prefill + first token (from the raw encoder features: transformation, xattn K/V, LM prefill)
+    and the per-token cost after it, with one audio and with `--audios` audios of `--windows` each."""
+    many = tok(
+        "<s>The task is audio captioning." + "<audio>Describe the sound in a sentence.<SEP>" * args.audios,
+        add_special_tokens=False,
+    )["input_ids"]
+    out = []
+    for n_audio, ids_list in ((1, prompt), (args.audios, many)):
+        ids, mask = left_pad([ids_list], model.special.pad, dev)
+        clips = [[c[0] for c in clips_for(n_audio, args.windows)]]
+        timed_generate(model, ids, mask, clips, 2, True)  # warm-up
+        runs = [timed_generate(model, ids, mask, clips, args.new_tokens, True) for _ in range(2)]
+        first = min(r[0] for r in runs)
+        step = statistics.median([s for r in runs for s in r[1]])
+        out.append(
+            {"audios": n_audio, "prompt_tokens": len(ids_list), "prefill_and_first_token_s": first, "s_per_step": step}
+        )
+        print(
+            f"{n_audio} audio(s) x {args.windows} windows: prefill + first token {first:.3f} s, "
+            f"then {step * 1e3:.1f} ms/token  (load {load_average()})",
+            flush=True,
+        )
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=12)
@@ -128,14 +210,29 @@ def main():
     ap.add_argument("--scaling-windows", default="1,4,8,12,20,30")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"])
     ap.add_argument("--skip-decode", action="store_true", help="only the audio-path scaling part")
+    ap.add_argument("--runtime", default="hf", choices=["hf", "lite"], help="LM runtime (lite: the lean one)")
+    ap.add_argument("--decode-threads", default=None, help="AUDIOFLAMINGO_DECODE_THREADS for the lean runtime")
+    ap.add_argument("--busy", type=int, default=0, help="competing busy-loop processes during decode")
+    ap.add_argument("--skip-uncached", action="store_true", help="skip the recomputed-audio-K/V runs")
+    ap.add_argument("--skip-scaling", action="store_true", help="skip the audio-length scaling part")
+    ap.add_argument("--prefill", action="store_true", help="prefill + first token, 1 and --audios audios")
+    ap.add_argument("--audios", type=int, default=8)
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table of batch-1 decode steps")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.decode_threads is not None:
+        os.environ["AUDIOFLAMINGO_DECODE_THREADS"] = args.decode_threads
+    if args.dtype == "auto":
+        from audioflamingo.model.cpu_dtype import decode_dtype
+
+        args.dtype = str(decode_dtype(torch.device(args.device))).removeprefix("torch.")
+        print(f"--dtype auto: {args.dtype}", flush=True)
     dtype = getattr(torch, args.dtype)
-    model, tok = build_mid(dtype)
+    model, tok = build_mid(dtype, args.runtime)
     model.to(args.device)
     dev = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
@@ -152,6 +249,10 @@ def main():
         "threads": torch.get_num_threads(),
         "device": str(dev),
         "dtype": args.dtype,
+        "runtime": args.runtime,
+        "decode_threads_env": os.environ.get("AUDIOFLAMINGO_DECODE_THREADS"),
+        "busy_processes": args.busy,
+        "load_average_start": load_average(),
         "windows": args.windows,
         "new_tokens": args.new_tokens,
         "params_total": sum(p.numel() for p in model.parameters()),
@@ -164,33 +265,56 @@ def main():
             ids, mask = left_pad([prompt] * batch, model.special.pad, dev)
             clips = clips_for(batch, args.windows)
             decode_seconds_per_step(model, ids, mask, clips, 2, True)  # warm-up
-            for cache_kv in (True, False):
-                s = decode_seconds_per_step(model, ids, mask, clips, args.new_tokens, cache_kv)
+            for cache_kv in (True,) if args.skip_uncached else (True, False):
+                with busy_loops(args.busy):
+                    s = decode_seconds_per_step(model, ids, mask, clips, args.new_tokens, cache_kv)
                 res["decode"].append(
-                    {"batch": batch, "audio_kv_cached": cache_kv, "s_per_step": s, "tokens_per_s": batch / s}
+                    {
+                        "batch": batch,
+                        "audio_kv_cached": cache_kv,
+                        "s_per_step": s,
+                        "tokens_per_s": batch / s,
+                        "load_average": load_average(),
+                    }
                 )
                 print(
-                    f"batch {batch:2d} cached={cache_kv!s:5}: {s * 1e3:8.1f} ms/step  {batch / s:8.2f} tok/s",
+                    f"batch {batch:2d} cached={cache_kv!s:5}: {s * 1e3:8.1f} ms/step  {batch / s:8.2f} tok/s"
+                    f"  (load {load_average()})",
                     flush=True,
                 )
-        bw = copy_bandwidth() if dev.type == "cpu" and not args.skip_decode else None
+        if args.profile:
+            from decode_profile import profile_decode  # bench/ is on sys.path as the script's folder
+
+            ids, mask = left_pad([prompt], model.special.pad, dev)
+            res["profile"] = profile_decode(model, ids, mask, clips_for(1, args.windows))
+        if args.prefill:
+            res["prefill"] = prefill_runs(model, tok, prompt, clips_for, args, dev)
+        b1s = [r for r in res.get("decode", []) if r["batch"] == 1 and r["audio_kv_cached"]]
+        bw = copy_bandwidth() if dev.type == "cpu" and b1s else None
         if bw:
             floor = bytes_per_token(model, args.windows * 64) / bw
-            b1 = next(r for r in res["decode"] if r["batch"] == 1 and r["audio_kv_cached"])
+            b1 = b1s[0]
+            read_bw = max(gemv_bandwidth(1), gemv_bandwidth(2))
             res["bandwidth"] = {
                 "copy_bytes_per_s": bw,
                 "bytes_per_token": bytes_per_token(model, args.windows * 64),
                 "floor_s_per_token": floor,
                 "measured_s_per_token": b1["s_per_step"],
                 "ratio": b1["s_per_step"] / floor,
+                # The issue-21 floor: every byte read at a large fp32 GEMV's streaming rate.
+                "gemv_read_bytes_per_s": read_bw,
+                "read_floor_s_per_token": bytes_per_token(model, args.windows * 64) / read_bw,
+                "read_ratio": b1["s_per_step"] * read_bw / bytes_per_token(model, args.windows * 64),
             }
             print(
                 f"bandwidth floor {floor * 1e3:.1f} ms/token, measured {b1['s_per_step'] * 1e3:.1f} "
-                f"(ratio {b1['s_per_step'] / floor:.2f})"
+                f"(ratio {b1['s_per_step'] / floor:.2f}); GEMV read floor "
+                f"{res['bandwidth']['read_floor_s_per_token'] * 1e3:.1f} ms at {read_bw / 1e9:.1f} GB/s "
+                f"(ratio {res['bandwidth']['read_ratio']:.2f})"
             )
         res["scaling"] = []
         ids, mask = left_pad([prompt], model.special.pad, dev)
-        for w in [int(x) for x in args.scaling_windows.split(",")]:
+        for w in [] if args.skip_scaling else [int(x) for x in args.scaling_windows.split(",")]:
             clips = clips_for(1, w)
             t_tr, t_kv = [], []
             for _ in range(5):
@@ -224,7 +348,7 @@ def main():
             res.pop("decode")
     xs = [r["audio_tokens"] for r in res["scaling"]]
     res["scaling_linear_fit"] = {}
-    for key in ("transformation_s", "xattn_kv_s", "transform_and_kv_s"):
+    for key in ("transformation_s", "xattn_kv_s", "transform_and_kv_s") if len(xs) > 1 else ():
         slope, r2 = linear_fit(xs, [r[key] for r in res["scaling"]])
         res["scaling_linear_fit"][key] = {"s_per_audio_token": slope, "r2": r2}
         print(f"linear fit of {key}: {slope * 1e6:.1f} us per audio token, R^2 = {r2:.4f}")

@@ -68,10 +68,11 @@ class AudioState:
     counted: int = 0
     last_count: torch.Tensor | None = None
     query_sample: torch.Tensor | None = None
+    step_mask: tuple | None = None  # this LM call's cross-attention mask, built by its first layer
 
     def begin(self) -> None:
         """A new forward or generate pass: its first LM call starts at position 0 (the audio K/V stay)."""
-        self.counted, self.last_count, self.query_sample = 0, None, None
+        self.counted, self.last_count, self.query_sample, self.step_mask = 0, None, None, None
 
     def advance(self, input_ids: torch.Tensor, audio_token_id: int, mask_width: int | None) -> None:
         """Place one LM call after the tokens counted so far and continue the running count."""
@@ -86,6 +87,7 @@ class AudioState:
         count = running_audio_count(input_ids, audio_token_id, start)
         self.last_count = count[:, -1]
         self.query_sample = sample_index(count)
+        self.step_mask = None
         self.counted += t
 
     def expand_to(self, batch: int) -> None:
@@ -136,6 +138,9 @@ class FlamingoFusion(nn.Module):
         self.remove_hooks()
         self._layers = list(find_decoder_layers(lm))
         self._handles = [lm.register_forward_pre_hook(self._on_lm_call, with_kwargs=True)]
+        if getattr(lm, "packed", False):  # the lean inference LM: lay the xattn out for decoding too
+            for blk in self.xattn.values():
+                blk.pack()
         for i in self.layer_ids:
             self._handles.append(self._layers[i].register_forward_pre_hook(self._make_layer_hook(i), with_kwargs=True))
 
@@ -170,8 +175,11 @@ class FlamingoFusion(nn.Module):
                 )
             else:
                 k, v = self._kv(idx, block, st)
-                mask = cross_attention_mask(st.query_sample, st.key_audio, st.key_valid)
-                new = block(hidden, k, v, mask)
+                if st.step_mask is None:  # the same for every layer of this LM call
+                    mask = cross_attention_mask(st.query_sample, st.key_audio, st.key_valid)
+                    st.step_mask = (mask, block.attn.prepare(mask))
+                mask, prepared = st.step_mask
+                new = block(hidden, k, v, mask, prepared)
             if args:
                 return (new,) + tuple(args[1:]), kwargs
             kwargs["hidden_states"] = new

@@ -30,17 +30,47 @@ class MaskedCrossAttention(nn.Module):
         """(B, K, dim_audio) -> K and V of shape (B, heads, K, dim_head); computed once per generate call."""
         b, k, _ = audio.shape
         kv = self.to_kv(audio).view(b, k, 2, self.heads, self.dim_head)
-        return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+        # Laid out for the decode steps that read them: K as (B, heads, dim_head, K) in memory (a
+        # transposed view), so q @ K^T streams it; V contiguous per head. Same shapes and values.
+        keys = kv[:, :, 0].permute(0, 2, 3, 1).contiguous().transpose(2, 3)
+        return keys, kv[:, :, 1].transpose(1, 2).contiguous()
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def prepare(mask: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(B, Q, K) visibility -> (attention mask, rows-with-audio factor), each None when it would
+        change nothing (every query sees every key; every query sees some audio). The same for all
+        layers of a step, so the fusion computes it once per step, not once per layer."""
+        has_audio = mask.any(dim=-1)  # (B, Q): text with no visible audio gets exactly zero
+        if bool(mask.all()):
+            return None, None
+        keep = None if bool(has_audio.all()) else has_audio[:, None, :, None]
+        return (mask | ~has_audio[..., None])[:, None], keep
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor,
+        prepared: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
         b, q_len, _ = x.shape
         q = self.to_q(self.norm(x)).view(b, q_len, self.heads, self.dim_head).transpose(1, 2)
         if k.shape[2] == 0:
             return x.new_zeros(x.shape)
-        has_audio = mask.any(dim=-1)  # (B, Q): text with no visible audio gets exactly zero
-        safe = (mask | ~has_audio[..., None])[:, None]
-        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=safe)
-        out = out * has_audio[:, None, :, None].to(out.dtype)
+        attn_mask, keep = prepared if prepared is not None else self.prepare(mask)
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        if q_len == 1:
+            # A decode step: two batched GEMVs over the cached K/V beat SDPA's blocked kernel,
+            # which is built for many queries (docs/BENCHMARKS.md, issue 21).
+            s = (q @ k.transpose(2, 3)) * self.dim_head**-0.5
+            if attn_mask is not None:
+                s = s.masked_fill(~attn_mask, float("-inf"))
+            out = s.softmax(-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        if keep is not None:
+            out = out * keep.to(out.dtype)
         return self.to_out(out.transpose(1, 2).reshape(b, q_len, -1))
 
 
@@ -57,6 +87,14 @@ class GatedXAttnDense(nn.Module):
         )
         self.ff_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x, k, v, mask):
-        x = x + self.attn_gate.tanh().to(x.dtype) * self.attn(x, k, v, mask)
+    def pack(self) -> None:
+        """Inference layout: the FF's first weight (4d x d, short rows) stored column-major, which
+        a batch-1 step streams faster (see `model.lite.pack_columns`); names and values unchanged."""
+        from audioflamingo.model.lite import transpose_storage
+
+        with torch.no_grad():
+            transpose_storage(self.ff[1].weight)
+
+    def forward(self, x, k, v, mask, prepared=None):
+        x = x + self.attn_gate.tanh().to(x.dtype) * self.attn(x, k, v, mask, prepared)
         return x + self.ff_gate.tanh().to(x.dtype) * self.ff(x)
