@@ -6,6 +6,9 @@
         trainer_state.json                                  (stage, step, sampler state)
 
 Written into `step-N.tmp/` and renamed, so a killed run never leaves a half checkpoint behind.
+Under FSDP (train.parallel: fsdp) the same files are written by rank 0 from full state dicts gathered
+from every rank: the weights in the usual safetensors layout, the optimizer state keyed by parameter
+names (torch.distributed.checkpoint's full optimizer state dict) rather than by position.
 """
 
 from __future__ import annotations
@@ -33,14 +36,40 @@ def latest(output_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, state: dict, keep_last: int) -> Path:
+def save_model(model, directory: str | Path, tokenizer=None, state: dict | None = None) -> None:
+    """model.save_pretrained, optionally from a full state dict gathered off a sharded model."""
+    if state is None:
+        model.save_pretrained(directory, tokenizer)
+        return
+    # save_pretrained reads the tensors through model.state_dict() (safetensors' tied-name handling,
+    # base parts left out): shadowing it on the instance writes the gathered tensors the same way.
+    model.state_dict = lambda *a, **k: dict(state)
+    try:
+        model.save_pretrained(directory, tokenizer)
+    finally:
+        del model.state_dict
+
+
+def save(
+    output_dir,
+    step: int,
+    model,
+    tokenizer,
+    optimizer,
+    scheduler,
+    state: dict,
+    keep_last: int,
+    model_state: dict | None = None,
+    optimizer_state: dict | None = None,
+) -> Path:
+    """model_state/optimizer_state: full state dicts gathered from a sharded model (FSDP)."""
     root = checkpoint_dir(output_dir)
     final = root / f"step-{step:08d}"
     tmp = root / f"step-{step:08d}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, tokenizer)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_model(model, tmp, tokenizer, model_state)
+    torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(
         {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -69,6 +98,17 @@ def read_state(path: Path) -> dict:
 
 def load_into(path: Path, model, optimizer, scheduler) -> dict:
     """Restore a checkpoint; every file is read weights-only, and a damaged one is named in one line."""
+    load_weights(path, model)
+    for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
+        try:
+            target.load_state_dict(torch_load(path / name))
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise ModelLoadError(f"{path / name}: does not fit this run ({str(err).strip()[:200]})") from None
+    return load_rng(path)
+
+
+def load_weights(path: Path, model) -> None:
+    """The checkpoint's weights into an unsharded model (under FSDP: before it is sharded)."""
     from safetensors.torch import load_model
 
     check_safetensors(path / "model.safetensors")
@@ -79,11 +119,39 @@ def load_into(path: Path, model, optimizer, scheduler) -> dict:
             f"{path / 'model.safetensors'}: cannot be loaded into this run's model "
             f"({str(err).strip().splitlines()[0][:200]})"
         ) from None
-    for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
+
+
+def load_sharded_state(path: Path, model, optimizer, scheduler) -> dict:
+    """Optimizer, scheduler and random state into a sharded run (every rank calls it): rank 0 reads
+    the optimizer file and each rank keeps its shards; a file rank 0 cannot use fails every rank."""
+    import torch.distributed as dist
+
+    from audioflamingo.train import sharding
+
+    f = path / "optimizer.pt"
+    full, problem = {}, None
+    if dist.get_rank() == 0:
         try:
-            target.load_state_dict(torch_load(path / name))
-        except (ValueError, KeyError, TypeError, RuntimeError) as err:
-            raise ModelLoadError(f"{path / name}: does not fit this run ({str(err).strip()[:200]})") from None
+            full = torch_load(f)
+        except ModelLoadError as err:
+            problem = str(err)
+    flag = torch.tensor([problem is not None], dtype=torch.float32, device=sharding.collective_device())
+    dist.all_reduce(flag)
+    if flag.item():
+        raise ModelLoadError(problem or f"{f}: could not be read on rank 0 (its message is in rank 0's log)")
+    try:
+        sharding.load_full_optimizer_state(model, optimizer, full)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ModelLoadError(f"{f}: does not fit this run ({str(err).strip()[:200]})") from None
+    try:
+        scheduler.load_state_dict(torch_load(path / "scheduler.pt"))
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ModelLoadError(f"{path / 'scheduler.pt'}: does not fit this run ({str(err).strip()[:200]})") from None
+    return load_rng(path)
+
+
+def load_rng(path: Path) -> dict:
+    """Random state of the checkpoint restored; returns its trainer state."""
     rng = torch_load(path / "rng.pt")
     try:
         torch.set_rng_state(rng["torch"])

@@ -7,6 +7,8 @@ seed: 0
 train: {micro_batch_size: 8, grad_accum: 1, max_tokens: 512, save_every: 100, keep_last: 3}
                                        # save_every: 0 writes no checkpoints (no --resume);
                                        # keep_last >= 1: the newest checkpoint always stays
+                                       # parallel: fsdp shards the model over processes
+                                       # (+ activation_checkpointing: true; docs/TRAINING.md)
 stages:
   - name: pretrain
     kind: pretrain                     # lm (text only, LM alone) | pretrain | sft | chat
@@ -75,7 +77,9 @@ class TrainSpec:
     eval_every: int = 100
     eval_batches: int = 8
     log_every: int = 1
-    bf16: bool = True  # autocast on GPU only
+    bf16: bool = True  # GPU only: autocast under ddp, FSDP's bf16 params / fp32 reductions under fsdp
+    parallel: str = "ddp"  # ddp: a replica per process | fsdp: parameters, gradients, optimizer sharded
+    activation_checkpointing: bool = False  # recompute decoder layers and xattn blocks in backward
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """The training loop: stages from a recipe on torch.distributed (1 CPU process, N gloo processes or
-N GPUs with the same code), exact resume, skip-and-count for unreadable clips, stop on NaN."""
+N GPUs with the same code), exact resume, skip-and-count for unreadable clips, stop on NaN.
+
+Replicated (DDP, the default) or sharded (`train.parallel: fsdp`, see sharding.py). Under FSDP every
+rank must run the same collectives: a rank whose share of a micro-batch is empty runs a stand-in row
+with no targets, and validation gives every rank the same number of batches."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from audioflamingo.data.mixture import MixtureSampler
 from audioflamingo.data.samples import tokenized_with_budget
 from audioflamingo.errors import AudioFlamingoError
 from audioflamingo.text.templates import IGNORE
-from audioflamingo.train import checkpoint, metrics_log
+from audioflamingo.train import checkpoint, metrics_log, sharding
 from audioflamingo.train.recipe import Recipe, StageSpec
 from audioflamingo.train.stages import count, make_optimizer, set_trainable
 
@@ -40,7 +44,8 @@ class TrainingDiverged(AudioFlamingoError):
 class Env:
     """Rank, world size and device, from torchrun's environment (a single process without it)."""
 
-    def __init__(self):
+    def __init__(self, group: bool = False):
+        """group: a process group even for one process (FSDP needs one to shard over)."""
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -50,6 +55,8 @@ class Env:
             torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if cuda else "gloo")
+        elif group and not dist.is_initialized():  # one process, no torchrun: no rendezvous needed
+            dist.init_process_group("nccl" if cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1)
 
     @property
     def main(self) -> bool:
@@ -61,6 +68,15 @@ class Env:
         t = torch.tensor([x], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return float(t.item())
+
+    def each(self, x: float) -> list[float]:
+        """x of every rank, in rank order."""
+        if self.world == 1:
+            return [x]
+        t = torch.zeros(self.world, dtype=torch.float64, device=self.device)
+        t[self.rank] = x
+        dist.all_reduce(t)
+        return t.tolist()
 
 
 def text_sample(rec, tok, max_tokens: int):
@@ -92,7 +108,8 @@ class TrainStep(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels, clips):
         state = self.model.audio_state(clips) if any(clips) else None
-        logits = self.model(input_ids, attention_mask, audio=state).logits
+        # No KV cache: nothing reads it in training, and a recomputed (checkpointed) layer would grow it.
+        logits = self.model(input_ids, attention_mask, audio=state, use_cache=False).logits
         return F.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
         )
@@ -145,7 +162,9 @@ class StageData:
 
 class Trainer:
     def __init__(self, recipe: Recipe, resume: bool = False, progress: bool = True):
-        self.recipe, self.resume, self.env = recipe, resume, Env()
+        self.recipe, self.resume = recipe, resume
+        self.sharded = recipe.train.parallel == "fsdp"
+        self.env = Env(group=self.sharded)
         self.out = Path(recipe.output_dir)
         self.progress = progress and self.env.main
         self.features: OrderedDict = OrderedDict()
@@ -153,7 +172,7 @@ class Trainer:
         self.skipped = 0
 
     # ------------------------------------------------------------------ setup
-    def build_model(self):
+    def build_model(self, device: torch.device | None = None):
         from audioflamingo.model.flamingo import AudioFlamingo
         from audioflamingo.presets import PRESETS, build
         from audioflamingo.text.lite_tokenizer import load_tokenizer
@@ -178,7 +197,7 @@ class Trainer:
         else:
             model = AudioFlamingo.from_pretrained(init, positions=m.get("positions"))
             tok = load_tokenizer(init)
-        return model.to(self.env.device), tok
+        return model.to(device or self.env.device), tok
 
     def _clip_features(self, model, ref):
         """Encoder features of one clip. A frozen encoder's features are cached; a trained one's are
@@ -226,7 +245,9 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self) -> Path:
         env, rc, tr = self.env, self.recipe, self.recipe.train
-        model, tok = self.build_model()
+        # Sharded runs build on the CPU: fully_shard moves each unit to the device as it shards it,
+        # so the whole model is never on one device.
+        model, tok = self.build_model(torch.device("cpu") if self.sharded else None)
         start_stage, state = 0, None
         ckpt = checkpoint.latest(self.out) if self.resume else None
         if self.resume and ckpt is None and env.main:
@@ -240,6 +261,14 @@ class Trainer:
             # Steps after the checkpoint run again: their old rows would be duplicates.
             metrics_log.trim(self.out / "metrics.jsonl", global_step)
         self.skipped = state.get("skipped", 0) if state else 0
+        if tr.activation_checkpointing:
+            sharding.enable_activation_checkpointing(model)
+        root = None
+        if self.sharded:
+            if ckpt is not None:  # whole weights in before sharding; each rank then keeps its shards
+                checkpoint.load_weights(ckpt, model)
+            root = sharding.shard(TrainStep(model), model, env.device, tr.bf16 and env.device.type == "cuda")
+            model.encoder.to(env.device)  # replicated, outside the shards
         for si in range(start_stage, len(rc.stages)):
             stage = rc.stages[si]
             set_trainable(model, stage.kind, stage.train_encoder)
@@ -249,20 +278,21 @@ class Trainer:
             data = StageData(stage, tok, rc, si)
             step = 0
             if state is not None and si == start_stage:
-                checkpoint.load_into(ckpt, model, opt, sched)
+                if root is not None:
+                    checkpoint.load_sharded_state(ckpt, model, opt, sched)
+                else:
+                    checkpoint.load_into(ckpt, model, opt, sched)
                 data.sampler.load_state_dict(state["sampler"])
                 step = state["stage_step"]
-            wrapped = TrainStep(model)
-            if env.world > 1:
+            wrapped = root if root is not None else TrainStep(model)
+            if root is None and env.world > 1:
                 wrapped = nn.parallel.DistributedDataParallel(
                     wrapped, find_unused_parameters=True, device_ids=[env.device] if env.device.type == "cuda" else None
                 )
             global_step = self._run_stage(si, stage, step, global_step, model, tok, wrapped, opt, sched, data)
             state = None
-            if env.main:
-                model.save_pretrained(self.out / f"stage-{stage.name}", tok)
-        if env.main:
-            model.save_pretrained(self.out / "final", tok)
+            self._save_model(model, self.out / f"stage-{stage.name}", tok)
+        self._save_model(model, self.out / "final", tok)
         if env.world > 1:
             dist.barrier()
         return self.out / "final"
@@ -276,9 +306,13 @@ class Trainer:
         bar = progress_bar(
             stage.steps, f"{stage.name}", "step", enabled=bool(self.progress), initial=step, dynamic_ncols=True
         )
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and tr.bf16 else nullcontext()
+        sharded = sharding.is_sharded(wrapped)
+        autocast = (  # under FSDP its mixed-precision policy casts instead
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if env.device.type == "cuda" and tr.bf16 and not sharded
+            else nullcontext()
         )
+        replicated = [p for p in model.encoder.parameters() if p.requires_grad] if sharded else []
         model.train()
         while step < stage.steps:
             t0 = time.perf_counter()
@@ -294,16 +328,21 @@ class Trainer:
                 for m, rows in enumerate(micros):
                     sync = (m == accum - 1) or world == 1
                     ctx = nullcontext() if sync or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
-                    with ctx:
-                        if rows:
+                    if sharded:
+                        wrapped.set_requires_gradient_sync(sync)
+                    if not rows and world > 1:
+                        # Every clip of this share was unreadable, but the other ranks' forward and
+                        # backward run collectives (DDP's gradient buckets, FSDP's gathers): join in
+                        # with a stand-in row that has no targets (loss and gradients 0).
+                        rows = self._stand_in(model, data)
+                    if rows:
+                        with ctx:
                             with autocast:
                                 ls = wrapped(*self._tensors(model, rows))
-                            scale = world / n_tokens
-                        else:  # every clip of this share was unreadable: keep DDP's collectives in step
-                            ls = sum(p.sum() for p in params) * 0.0
-                            scale = 1.0
-                        (ls * scale).backward()
-                        loss_sum += float(ls.detach())
+                            (ls * (world / n_tokens)).backward()
+                            loss_sum += float(ls.detach())
+            if replicated and world > 1:
+                sharding.sync_replicated_grads(replicated)
             loss = env.sum(loss_sum) / max(n_tokens, 1.0)
             if not math.isfinite(loss):
                 last = checkpoint.latest(self.out)
@@ -311,7 +350,12 @@ class Trainer:
                     f"loss became {loss} at step {global_step + 1} (stage {stage.name}); stopped. "
                     f"Last good checkpoint: {last if last else 'none'}"
                 )
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tr.clip_grad)) if tr.clip_grad else None
+            if not tr.clip_grad:
+                grad_norm = None
+            elif sharded:
+                grad_norm = sharding.clip_grad_norm(params, tr.clip_grad)
+            else:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tr.clip_grad))
             opt.step()
             opt.zero_grad(set_to_none=True)
             sched.step()
@@ -319,6 +363,7 @@ class Trainer:
             global_step += 1
             dt = time.perf_counter() - t0
             samples = env.sum(float(sum(len(r) for r in micros)))
+            memory = env.each(sharding.peak_memory_mb(env.device))
             rec = {
                 "step": global_step,
                 "stage": stage.name,
@@ -334,26 +379,41 @@ class Trainer:
                 "time": time.time(),
             }
             if env.device.type == "cuda":
-                rec["peak_cuda_mb"] = torch.cuda.max_memory_allocated(env.device) / 2**20
+                rec["peak_cuda_mb"] = memory[0]
+                rec["peak_cuda_mb_per_rank"] = memory
+            else:
+                rec["peak_rss_mb_per_rank"] = memory
             self._log(rec)
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:.0f}")
             bar.update(1)
             if data.val and tr.eval_every and (step % tr.eval_every == 0 or step == stage.steps):
-                self._log({"step": global_step, "stage": stage.name, "val_loss": self.evaluate(model, tok, data)})
+                val = self.evaluate(model, tok, data, wrapped if sharded else None)
+                self._log({"step": global_step, "stage": stage.name, "val_loss": val})
             if tr.save_every and (step % tr.save_every == 0 or step == stage.steps):
-                self._save(si, step, global_step, model, tok, opt, sched, data)
+                self._save(si, step, global_step, model, tok, opt, sched, data, sharded)
         bar.close()
         model.eval()
         return global_step
 
+    def _stand_in(self, model, data: StageData):
+        """One row with no targets (and a silent clip in audio stages): its loss and gradients are 0."""
+        clips = []
+        if not data.text_only:
+            import numpy as np
+
+            clips = model.encode_clips([np.zeros(model.config.window.window_samples, dtype=np.float32)])
+        return [([model.special.audio, model.special.pad], [IGNORE, IGNORE], clips)]
+
     @torch.no_grad()
-    def evaluate(self, model, tok, data: StageData) -> float:
+    def evaluate(self, model, tok, data: StageData, root=None) -> float:
+        """Mean validation loss per target token; `root`: the sharded step, run by every rank alike."""
         env, tr = self.env, self.recipe.train
         model.eval()
         n = min(len(data.val), tr.eval_batches * tr.micro_batch_size * env.world)
         mine = list(range(env.rank, n, env.world))
         total = tokens = 0.0
-        for s in range(0, len(mine), tr.micro_batch_size):
+        batches = math.ceil(math.ceil(n / env.world) / tr.micro_batch_size)
+        for s in range(0, batches * tr.micro_batch_size, tr.micro_batch_size):
             rows = []
             for i in mine[s : s + tr.micro_batch_size]:
                 ids, labels, refs = (
@@ -365,14 +425,30 @@ class Trainer:
                     rows.append((ids, labels, [self._clip_features(model, r) for r in refs]))
                 except AudioFlamingoError:
                     continue
+            if root is not None and not rows:
+                rows = self._stand_in(model, data)
             if rows:
                 ids, mask, labels, clips = self._tensors(model, rows)
-                total += float(TrainStep(model)(ids, mask, labels, clips))
+                total += float((root or TrainStep(model))(ids, mask, labels, clips))
                 tokens += float((labels[:, 1:] != IGNORE).sum())
         model.train()
         return env.sum(total) / max(env.sum(tokens), 1.0)
 
-    def _save(self, si, step, global_step, model, tok, opt, sched, data):
+    def _save_model(self, model, directory: Path, tok) -> None:
+        """A model directory; under FSDP every rank gathers and rank 0 writes."""
+        if self.sharded:
+            full = sharding.full_model_state(model)
+            if self.env.main:
+                checkpoint.save_model(model, directory, tok, full)
+            return
+        if self.env.main:
+            model.save_pretrained(directory, tok)
+
+    def _save(self, si, step, global_step, model, tok, opt, sched, data, sharded=False):
+        full_model = full_optim = None
+        if sharded:  # collectives: every rank gathers, rank 0 receives
+            full_model = sharding.full_model_state(model)
+            full_optim = sharding.full_optimizer_state(model, opt)
         if self.env.main:
             checkpoint.save(
                 self.out,
@@ -389,6 +465,8 @@ class Trainer:
                     "skipped": self.skipped,
                 },
                 self.recipe.train.keep_last,
+                model_state=full_model,
+                optimizer_state=full_optim,
             )
         if self.env.world > 1:
             dist.barrier()
@@ -428,6 +506,9 @@ def dry_run(recipe: Recipe) -> str:
         f"seed: {recipe.seed}",
         f"global batch: {tr.micro_batch_size} x {tr.grad_accum} accum x {t.env.world} process(es) = "
         f"{tr.micro_batch_size * tr.grad_accum * t.env.world} samples; max {tr.max_tokens} tokens per sample",
+        f"parallel: {tr.parallel}"
+        + (", activation checkpointing" if tr.activation_checkpointing else "")
+        + (", bf16 on GPU" if tr.bf16 else ""),
     ]
     for si, st in enumerate(recipe.stages):
         set_trainable(model, st.kind, st.train_encoder)
