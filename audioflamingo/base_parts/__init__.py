@@ -284,13 +284,14 @@ def load_into_model(model: torch.nn.Module, base_parts: dict, config_path: str |
                     f"{tuple(v.shape)}, the model's is {tuple(own[k].shape)}"
                 )
         module.load_state_dict(state, strict=False)
-        loaded_ptrs = {own[k].data_ptr() for k in state}
+        # Tied aliases (an LM head that is the embedding table) are filled too. They are found by
+        # tensor object, not by state_dict() storage: a state-dict hook may hand out copies (the
+        # lite runtime's packed weights do), each call new ones.
+        tensors = dict(module.named_parameters(remove_duplicate=False))
+        tensors.update(module.named_buffers(remove_duplicate=False))
+        loaded = {id(tensors[k]) for k in state if k in tensors}
         prefix = f"{path}." if path else ""
-        filled |= {
-            prefix + k
-            for k, t in module.state_dict().items()
-            if k in state or (t.numel() and t.data_ptr() in loaded_ptrs)
-        }
+        filled |= {prefix + k for k in own if k in state or (k in tensors and id(tensors[k]) in loaded)}
     return filled
 
 

@@ -1,7 +1,7 @@
 """The v2 model's starting point: Whisper tiny.en's encoder and SmolLM2-135M-Instruct, both frozen
 base parts, joined by freshly initialised transformation and gated xattn-dense layers (issue 18).
 
-`python -m audioflamingo.base_parts.v2 --out DIR` writes that model directory (the trained tensors
+`python -m audioflamingo.base_parts.v2 init --out DIR` writes that model directory (the trained tensors
 only: transformation and xattn-dense; the base parts are named with their digests); a training
 recipe starts from it (`model: {init: DIR}`, recipes/default-v2.yaml). With every gate at 0 the
 model computes exactly what SmolLM2 computes.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -116,15 +117,53 @@ def build_v2(spec: V2Spec | None = None, seed: int = 0):
     return model, tokenizer
 
 
+def encoder_embedder(model_dir: str | Path):
+    """A kNN clip embedder (retrieval/embed.py) on the base-part encoder a v2 directory names: its
+    weights are not in the directory, so `data build-icl --encoder DIR` cannot read them there."""
+    from audioflamingo.audio.encoders import build_encoder
+    from audioflamingo.base_parts import load_part_state
+    from audioflamingo.errors import ModelLoadError
+    from audioflamingo.model.checks import load_config
+    from audioflamingo.retrieval.embed import ClipEmbedder
+
+    cfg_file = Path(model_dir) / "config.json"
+    cfg = load_config(cfg_file)
+    spec = cfg.base_parts.get("encoder")
+    if spec is None:
+        raise ModelLoadError(f"{cfg_file}: names no base-part encoder (use `audioflamingo data build-icl`)")
+    enc = build_encoder(cfg.encoder, cfg.window)
+    state = load_part_state(spec["name"], spec["sha256"])
+    adapt = getattr(enc, "adapt_base_state", None)
+    enc.load_state_dict(adapt(state) if adapt else state, strict=True)
+    return ClipEmbedder(enc, cfg.window)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m audioflamingo.base_parts.v2",
-        description="Write the untrained v2 model directory (Whisper tiny.en + SmolLM2-135M-Instruct base "
-        "parts, new transformation and xattn-dense layers) that recipes/default-v2.yaml starts from.",
+        description="The v2 model's preparation steps (recipes/default-v2.yaml, make default-model-v2).",
     )
-    p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--seed", type=int, default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser(
+        "init",
+        help="write the untrained v2 model directory (Whisper tiny.en + SmolLM2-135M-Instruct base parts, "
+        "new transformation and xattn-dense layers)",
+    )
+    q.add_argument("--out", required=True, help="model directory to write")
+    q.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("build-icl", help="kNN ICL neighbours of a manifest on a v2 directory's base-part encoder")
+    q.add_argument("manifest")
+    q.add_argument("--model", required=True, help="a v2 model directory (its encoder base part is used)")
+    q.add_argument("--k", type=int, default=8)
+    q.add_argument("--out", required=True, help="neighbour file to write (kept apart from other encoders' files)")
     a = p.parse_args(argv)
+    if a.command == "build-icl":
+        import json
+
+        from audioflamingo.data.icl import build_icl
+
+        print(json.dumps(build_icl(a.manifest, encoder_embedder(a.model), k=a.k, out=a.out, progress=True)))
+        return 0
     model, tok = build_v2(seed=a.seed)
     model.save_pretrained(a.out, tok)
     trained = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("lm.", "encoder.")))

@@ -231,7 +231,7 @@ def test_v2_init_command_writes_a_loadable_directory(smol_lm, monkeypatch):
 
     spec = _spec()
     monkeypatch.setattr(v2, "V2Spec", lambda: spec)  # the command's defaults name the real parts
-    assert v2.main(["--out", str(smol_lm / "init")]) == 0
+    assert v2.main(["init", "--out", str(smol_lm / "init")]) == 0
     from audioflamingo.model.flamingo import AudioFlamingo
 
     m = AudioFlamingo.from_pretrained(smol_lm / "init")
