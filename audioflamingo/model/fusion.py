@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from audioflamingo.errors import AudioFlamingoError
+from audioflamingo.model.lite import contiguous_state
 from audioflamingo.model.mask import cross_attention_mask, running_audio_count, sample_index
 from audioflamingo.model.xattn import GatedXAttnDense
 
@@ -130,6 +131,8 @@ class FlamingoFusion(nn.Module):
         self.audio_token_id = audio_token_id
         self.state: AudioState | None = None
         self._handles = []
+        self._packed = False
+        self._register_state_dict_hook(contiguous_state)
         self.attach(lm)
 
     def attach(self, lm: nn.Module) -> None:
@@ -138,13 +141,15 @@ class FlamingoFusion(nn.Module):
         self.remove_hooks()
         self._layers = list(find_decoder_layers(lm))
         self._handles = [lm.register_forward_pre_hook(self._on_lm_call, with_kwargs=True)]
-        if getattr(lm, "packed", False):  # the lean inference LM: lay the xattn out for decoding too
-            for blk in self.xattn.values():
-                blk.pack()
         for i in self.layer_ids:
             self._handles.append(self._layers[i].register_forward_pre_hook(self._make_layer_hook(i), with_kwargs=True))
 
     def _on_lm_call(self, module, args, kwargs):
+        if getattr(module, "packed", False) and not self._packed:
+            # The lean inference LM has laid itself out for decoding: the xattn layers follow.
+            for blk in self.xattn.values():
+                blk.pack()
+            self._packed = True
         st = self.state
         if st is None:
             return None

@@ -258,9 +258,10 @@ class LiteCausalLM(nn.Module):
         self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
         if getattr(self.config, "tie_word_embeddings", True):
             self.lm_head.weight = self.model.embed_tokens.weight
-        self._register_state_dict_hook(_contiguous_state)
+        self._register_state_dict_hook(contiguous_state)
+        # Packed on the first forward, not here: a checkpoint loads (and `state_dict()` is read)
+        # without copying every weight first.
         self.packed = False
-        self.pack()
 
     def pack(self) -> "LiteCausalLM":
         """Lay the weights out for batch-1 decoding (same names, shapes and values): q/k/v and
@@ -278,7 +279,12 @@ class LiteCausalLM(nn.Module):
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
         mlp = self.model.layers[0].mlp if len(self.model.layers) else None
-        if self.packed and mlp is not None and not _is_view_of(mlp.gate_proj.weight, mlp._gate_up):
+        if (
+            self.packed
+            and mlp is not None
+            and mlp._gate_up is not None
+            and not _is_view_of(mlp.gate_proj.weight, mlp._gate_up)
+        ):
             self.pack()  # a conversion rebuilt each tensor on its own: share storage again
         return out
 
@@ -297,6 +303,8 @@ class LiteCausalLM(nn.Module):
         generation needs one, and the head is the largest matrix."""
         if labels is not None:
             raise ValueError("LiteCausalLM is for inference; train the transformers model")
+        if not self.packed:
+            self.pack()
         b, t = input_ids.shape
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         cache = (
@@ -380,14 +388,18 @@ def _attention_mask(attention_mask, past: int, t: int, device) -> torch.Tensor |
     return (mask | (k_pos[None, :] == q_pos[:, None])[None])[:, None]
 
 
-def _contiguous_state(module, state: dict, prefix: str, local_metadata) -> dict:
-    """Packed weights are strided views; hand out contiguous tensors (one per shared storage view,
-    so tied weights stay one tensor) for savers that need them, e.g. safetensors."""
+def contiguous_state(module, state: dict, prefix: str, local_metadata) -> dict:
+    """State-dict hook for modules with packed or re-laid-out weights: hand out contiguous tensors
+    that own their storage (savers such as safetensors refuse strided or partial views); weights
+    that are one tensor (tied ones) stay one tensor."""
     seen: dict[tuple, torch.Tensor] = {}
     for name, t in state.items():
-        if isinstance(t, torch.Tensor) and not t.is_contiguous():
-            key = (t.data_ptr(), t.shape, t.stride(), t.dtype)
-            if key not in seen:
-                seen[key] = t.contiguous()
-            state[name] = seen[key]
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size():
+            continue
+        key = (t.data_ptr(), t.shape, t.stride(), t.dtype)
+        if key not in seen:
+            seen[key] = t.contiguous().clone() if t.is_contiguous() else t.contiguous()
+        state[name] = seen[key]
     return state
