@@ -52,11 +52,11 @@ def enable_activation_checkpointing(model) -> None:
         checkpoint_forward(block)
 
 
-def mixed_precision_policy(bf16: bool):
+def mixed_precision_policy(bf16: bool, output_dtype: torch.dtype | None = None):
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
     if bf16:  # gradients are reduced in fp32: summing over ranks in bf16 loses the small ones
-        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=output_dtype)
     return MixedPrecisionPolicy()
 
 
@@ -74,7 +74,9 @@ def shard(step: nn.Module, model, device: torch.device, bf16: bool) -> nn.Module
         fully_shard(block, **kw)
     for layer in find_decoder_layers(model.lm):
         fully_shard(layer, **kw)
-    fully_shard(model.transformation, **kw)
+    # The audio path writes the transformation's output into a buffer of the parameters' stored
+    # dtype (fp32), so under bf16 the output is cast back to it.
+    fully_shard(model.transformation, mesh=mesh, mp_policy=mixed_precision_policy(bf16, torch.float32))
     fully_shard(step, ignored_params=set(model.encoder.parameters()), **kw)
     return step
 
@@ -103,20 +105,19 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
     from torch.distributed.tensor import DTensor
 
     grads = [p.grad for p in params if p.grad is not None]
-    sharded = torch.zeros((), dtype=torch.float64)
-    whole = torch.zeros((), dtype=torch.float64)
-    for g in grads:
-        local = g.to_local() if isinstance(g, DTensor) else g
-        sq = local.detach().double().pow(2).sum().cpu()
+    if not grads:
+        return 0.0
+    dev = grads[0].device
+    sharded = torch.zeros((), dtype=torch.float64, device=dev)
+    whole = torch.zeros((), dtype=torch.float64, device=dev)
+    for g in grads:  # summed on the device: one host sync per step, not one per tensor
         if isinstance(g, DTensor):
-            sharded += sq
+            sharded += torch.linalg.vector_norm(g.to_local(), dtype=torch.float32).double() ** 2
         else:
-            whole += sq
-    dev = grads[0].device if grads else torch.device("cpu")
-    sharded = sharded.to(dev)
+            whole += torch.linalg.vector_norm(g, dtype=torch.float32).double() ** 2
     if dist.is_initialized():
         dist.all_reduce(sharded)
-    total = math.sqrt(float(sharded) + float(whole))
+    total = math.sqrt(float(sharded + whole))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads:
