@@ -62,21 +62,15 @@ from pathlib import Path
 
 import torch
 
-QWEN2_05B = dict(
-    hidden_size=896,
-    intermediate_size=4864,
-    num_hidden_layers=24,
-    num_attention_heads=14,
+QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14)
+QWEN25_3B = dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16)
+COMMON = dict(
     num_key_value_heads=2,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
+    rope_theta=1000000.0,
 )
-QWEN25_3B = dict(
-    hidden_size=2048,
-    intermediate_size=11008,
-    num_hidden_layers=36,
-    num_attention_heads=16,
-    num_key_value_heads=2,
-)
-COMMON = dict(vocab_size=151936, max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1000000.0)
 SIZES = {"mid": QWEN2_05B, "af2-3b": QWEN25_3B}
 OFFICIAL_FILES = ("flamingo.py", "flamingo_lm.py", "helpers.py", "utils.py")
 TOKENS_PER_WINDOW, AUDIO_DIM = 64, 2048
@@ -205,7 +199,7 @@ def build_official(src: Path, size: str, special, device, dtype):
     for m in model.modules():
         if isinstance(m, helpers.MaskedCrossAttention):
             m.register_forward_hook(count)
-    return model.to(dtype), calls
+    return model.to(device, dtype), calls
 
 
 def official_runner(model, special, ids, n_audios, windows, device, dtype, gen):
@@ -258,7 +252,7 @@ def build_ours(size: str, runtime: str, device, dtype):
         for n, p in model.named_parameters():
             if n.endswith("_gate"):
                 p.fill_(0.5)
-    return model.to(dtype)
+    return model.to(device, dtype)
 
 
 def ours_runner(model, special, ids, n_audios, windows, device, dtype, gen):
