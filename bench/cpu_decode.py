@@ -12,7 +12,6 @@ it is compared to, and every row records the load average at that moment.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -98,12 +97,48 @@ def drift(model32, model16, ids, mask, clips, new_tokens: int) -> dict:
     }
 
 
+def prefill_rows(models: dict, tok, args) -> list[dict]:
+    """Prefill + first token (transformation, xattn K/V, LM prefill, from the encoder features) and
+    the per-token cost after it, with 1 audio and with `--audios` audios, per dtype, interleaved."""
+    text_one = PROMPT
+    text_many = "<s>The task is audio captioning." + "<audio>Describe the sound in a sentence.<SEP>" * args.audios
+    g = torch.Generator().manual_seed(1)
+    feats = [torch.randn(args.windows, 64, 2048, generator=g) for _ in range(args.audios)]
+    rows = []
+    for r in range(args.rounds):
+        for n_audio, text in ((1, text_one), (args.audios, text_many)):
+            for name, m in models.items():
+                ids, mask = left_pad([tok(text, add_special_tokens=False)["input_ids"]], m.special.pad, "cpu")
+                clips = [[f.to(m.dtype) for f in feats[:n_audio]]]
+                if r == 0:
+                    timed_generate(m, ids, mask, clips, 2, True)  # warm-up (and packing)
+                first, steps = timed_generate(m, ids, mask, clips, args.new_tokens, True)
+                rows.append(
+                    {
+                        "round": r,
+                        "dtype": name,
+                        "audios": n_audio,
+                        "prompt_tokens": ids.shape[1],
+                        "prefill_and_first_token_s": first,
+                        "s_per_step": statistics.median(steps),
+                        "load": load_average(),
+                    }
+                )
+                print(
+                    f"[prefill] {name} {n_audio} audio(s): prefill + first token {first:.3f} s, then "
+                    f"{rows[-1]['s_per_step'] * 1e3:.1f} ms/token  load {load_average()}",
+                    flush=True,
+                )
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=12)
     ap.add_argument("--new-tokens", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--parts", default="floor,load,bf16,batch")
+    ap.add_argument("--audios", type=int, default=8)
+    ap.add_argument("--parts", default="floor,load,batch,bf16,prefill")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     parts = set(args.parts.split(","))
@@ -147,7 +182,8 @@ def main():
             )
         res["batch"] = rows
     if "bf16" in parts:
-        m16 = copy.deepcopy(model).to(torch.bfloat16)
+        # A second build, not a deepcopy: the copy's LM hooks would still call the fp32 xattn layers.
+        m16 = build_mid(torch.bfloat16, "lite")[0]
         clips16 = [[c.to(torch.bfloat16) for c in row] for row in clips]
         timed_generate(m16, ids, mask, clips16, 2, True)
         rows = []
@@ -175,6 +211,11 @@ def main():
         res["bf16"] = rows
         res["bf16_drift"] = drift(model, m16, ids, mask, clips, 16)
         print(f"[bf16] drift: {res['bf16_drift']}", flush=True)
+    if "prefill" in parts:
+        models = {"float32": model}
+        if "bf16" in parts:
+            models["bfloat16"] = m16
+        res["prefill"] = prefill_rows(models, tok, args)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))
