@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from audioflamingo.audio.io import load_audio
@@ -30,6 +29,7 @@ from audioflamingo.text.templates import IGNORE
 from audioflamingo.train import checkpoint, metrics_log, sharding
 from audioflamingo.train.recipe import Recipe, StageSpec
 from audioflamingo.train.stages import count, make_optimizer, set_trainable
+from audioflamingo.train.step import TrainStep
 
 
 # Per-clip cache of encoder features (or waveforms, while the encoder trains): a corpus' worth of
@@ -97,22 +97,6 @@ def text_sample(rec, tok, max_tokens: int):
     ids = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + ids + [tok.eos_token_id]
     ids = ids[:max_tokens]
     return ids, list(ids), []
-
-
-class TrainStep(nn.Module):
-    """What DDP wraps: audio path + LM forward, returning the summed loss over target tokens."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, labels, clips):
-        state = self.model.audio_state(clips) if any(clips) else None
-        # No KV cache: nothing reads it in training, and a recomputed (checkpointed) layer would grow it.
-        logits = self.model(input_ids, attention_mask, audio=state, use_cache=False).logits
-        return F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
-        )
 
 
 class StageData:

@@ -29,7 +29,7 @@ def test_weight_flops_match_torchs_flop_counter(bench, stage):
     from torch.utils.flop_counter import FlopCounterMode
 
     from audioflamingo.train.stages import set_trainable
-    from audioflamingo.train.trainer import TrainStep
+    from audioflamingo.train.step import TrainStep
 
     model, windows = bench.build("tiny", torch.device("cpu"))
     set_trainable(model, stage)
