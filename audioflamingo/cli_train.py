@@ -113,7 +113,10 @@ def add_train_commands(sub) -> None:
         help="run a training recipe (YAML): stages, checkpoints, resume",
         description="Single process: `audioflamingo train R.yaml`. Several processes (CPU gloo or "
         "GPUs): `audioflamingo train R.yaml --nproc N` (runs torchrun), or "
-        "`torchrun --nproc_per_node N -m audioflamingo train R.yaml`.",
+        "`torchrun --nproc_per_node N -m audioflamingo train R.yaml`. Sharded (FSDP2): "
+        "`train: {parallel: fsdp}` in the recipe. Several machines: torchrun --nnodes M --nproc-per-node N "
+        "--rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID -m audioflamingo train R.yaml on each "
+        "(docs/TRAINING.md).",
     )
     t.add_argument("recipe")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
