@@ -153,3 +153,28 @@ def test_parallel_settings_are_checked_in_one_line(tmp_path, train, message):
     with pytest.raises(RecipeError) as err:
         load_recipe(r)
     assert str(err.value) == f"{r}: {message}"
+
+
+def test_an_encoder_trained_under_fsdp_stays_whole_and_learns_as_in_one_process(tmp_path):
+    from safetensors.torch import load_file
+
+    m = write_toy(tmp_path / "toy", n=8, seconds=0.5)
+    runs = {}
+    for name, parallel, micro, nproc in (("one", "ddp", 4, 1), ("fsdp", "fsdp", 2, 2)):
+        r = write_recipe(tmp_path / f"{name}.yaml", m, tmp_path / name, steps=3, micro=micro)
+        spec = yaml.safe_load(r.read_text())
+        spec["train"]["parallel"] = parallel
+        spec["stages"][0].update(train_encoder=True, encoder_lr=1e-3)
+        r.write_text(yaml.safe_dump(spec))
+        _train(r, nproc)
+        runs[name] = tmp_path / name
+    a, b = losses(runs["one"]), losses(runs["fsdp"])
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    assert all(abs(a[s] - b[s]) <= 1e-5 * a[s] for s in a), (a, b)
+    x, y = (load_file(runs[n] / "final" / "model.safetensors") for n in ("one", "fsdp"))
+    enc = [k for k in x if k.startswith("encoder.")]
+    assert enc and all((x[k] - y[k]).abs().max() <= 1e-5 for k in enc)
+    from audioflamingo.presets import build
+
+    start = build("tiny", seed=0)[0].state_dict()
+    assert any((x[k] - start[k]).abs().max() > 1e-4 for k in enc)  # it did train
