@@ -133,8 +133,9 @@ def test_fsdp_checkpoints_load_with_the_normal_loader_and_caption(fsdp_run, caps
     assert opt["state"]["lm.model.layers.0.mlp.up_proj.weight"]["exp_avg"].shape == (128, 64)
     capsys.readouterr()
     clip = manifest.parent / "clips" / "tone000.wav"
-    assert main(["caption", str(clip), "--model", str(d / "fsdp" / "final")]) == 0
-    assert capsys.readouterr().out.strip()
+    assert main(["caption", str(clip), "--model", str(d / "fsdp" / "final"), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["file"] == str(clip) and isinstance(row["caption"], str)
 
 
 @pytest.mark.parametrize(
