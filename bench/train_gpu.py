@@ -202,6 +202,9 @@ def main() -> None:
     ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--peak-flops", type=float, default=989e12, help="peak dense bf16 FLOP/s of one device")
     ap.add_argument("--out", help="write the JSON here too")
+    ap.add_argument(
+        "--max-seconds", type=float, default=0, help="start no further configuration after this long (0: no limit)"
+    )
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device visible")
@@ -233,7 +236,11 @@ def main() -> None:
         "peak_flops": args.peak_flops,
         "runs": [],
     }
+    began = time.perf_counter()
     for name in names:
+        if args.max_seconds and time.perf_counter() - began > args.max_seconds:
+            out["runs"].append({"config": name, "error": f"skipped: --max-seconds {args.max_seconds:g} reached"})
+            continue
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
