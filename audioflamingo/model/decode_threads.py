@@ -17,19 +17,37 @@ import torch
 
 DECODE_THREADS_ENV = "AUDIOFLAMINGO_DECODE_THREADS"
 # Measured on the 2-core EPYC of docs/BENCHMARKS.md ("CPU decode at the bandwidth floor"): a batch-1
-# step reads weights at the memory bandwidth one core already draws, so a second thread gains almost
-# nothing on a quiet machine, and with any other busy process it loses ~4x (its share of each small
-# op waits for a descheduled thread). Batches this size and under decode on one thread.
+# step reads weights at the memory bandwidth one core already draws, so a second thread gains little
+# on a quiet machine, and with other busy processes it loses 3-6x (its share of each small op waits
+# for a descheduled thread). Batches this size and under decode on one thread.
 SINGLE_THREAD_MAX_BATCH = 1
 
 
-def decode_thread_count(batch: int, available: int, env: str | None = None) -> int:
+def machine_loaded() -> bool:
+    """Other work is running: the 1-minute load average is at least one process above the cores
+    this process may use (our own threads account for at most that many)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+        return os.getloadavg()[0] >= cores + 1
+    except (AttributeError, OSError):
+        return False
+
+
+def decode_thread_count(batch: int, available: int, env: str | None = None, loaded: bool = False) -> int:
     """Threads for the decode steps of a `batch`-row generation, given `available` (torch's setting).
-    `AUDIOFLAMINGO_DECODE_THREADS` overrides: a number, or 0 for "leave torch's setting"."""
+    `AUDIOFLAMINGO_DECODE_THREADS` overrides: a number, or 0 for "leave torch's setting". On a
+    loaded machine every batch decodes on one thread (measured: 2 threads were slower at batch 16)."""
     if env is not None and env.strip() != "":
         n = int(env)
         return available if n <= 0 else n
-    return 1 if batch <= SINGLE_THREAD_MAX_BATCH else available
+    return 1 if loaded or batch <= SINGLE_THREAD_MAX_BATCH else available
+
+
+def prefill_thread_count(available: int, env: str | None = None, loaded: bool = False) -> int:
+    """Threads for the prompt pass: all of them (GEMMs), except on a loaded machine."""
+    if env is not None and env.strip() != "":
+        return available
+    return 1 if loaded else available
 
 
 _threads_lock = threading.Lock()
@@ -38,8 +56,8 @@ _threads_saved = 0
 
 
 @contextmanager
-def decode_threads(batch: int, device: torch.device):
-    """Run the body on `decode_thread_count` threads; torch's count is global, so concurrent
+def _threads(choose, device: torch.device):
+    """Run the body on `choose(available)` threads; torch's count is global, so concurrent
     generations share one saved value and the last to leave restores it."""
     global _threads_users, _threads_saved
     if device.type != "cpu":
@@ -49,7 +67,7 @@ def decode_threads(batch: int, device: torch.device):
         if _threads_users == 0:
             _threads_saved = torch.get_num_threads()
         _threads_users += 1
-        n = decode_thread_count(batch, _threads_saved, os.environ.get(DECODE_THREADS_ENV))
+        n = choose(_threads_saved)
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
     try:
@@ -59,3 +77,15 @@ def decode_threads(batch: int, device: torch.device):
             _threads_users -= 1
             if _threads_users == 0 and torch.get_num_threads() != _threads_saved:
                 torch.set_num_threads(_threads_saved)
+
+
+def decode_threads(batch: int, device: torch.device):
+    """Context: the decode steps of a `batch`-row generation on `decode_thread_count` threads."""
+    env, loaded = os.environ.get(DECODE_THREADS_ENV), machine_loaded()
+    return _threads(lambda available: decode_thread_count(batch, available, env, loaded), device)
+
+
+def prefill_threads(device: torch.device):
+    """Context: the prompt pass on `prefill_thread_count` threads."""
+    env, loaded = os.environ.get(DECODE_THREADS_ENV), machine_loaded()
+    return _threads(lambda available: prefill_thread_count(available, env, loaded), device)

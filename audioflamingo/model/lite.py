@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioflamingo.model.decode_threads import decode_threads
+from audioflamingo.model.decode_threads import decode_threads, prefill_threads
 
 SUPPORTED = ("qwen2", "llama")
 
@@ -345,7 +345,8 @@ class LiteCausalLM(nn.Module):
         seq, mask = input_ids, attention_mask.long()
         done = torch.zeros(len(seq), dtype=torch.bool, device=seq.device)
         cache = KVCache(len(self.model.layers), reserve=max_new_tokens)
-        out = self(input_ids=seq, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        with prefill_threads(seq.device):
+            out = self(input_ids=seq, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
         pos = mask.sum(-1, keepdim=True) - 1
         with decode_threads(len(seq), seq.device):
             for step in range(max_new_tokens):

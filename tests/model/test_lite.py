@@ -219,12 +219,16 @@ def test_bf16_logit_drift_is_bounded():
 
 
 def test_decode_thread_policy():
-    from audioflamingo.model.decode_threads import decode_thread_count
+    from audioflamingo.model.decode_threads import decode_thread_count, prefill_thread_count
 
     assert decode_thread_count(1, 2) == 1  # batch 1: one thread (bandwidth-bound, robust under load)
     assert decode_thread_count(16, 2) == 2  # batches: every thread torch has
     assert decode_thread_count(1, 2, "2") == 2 and decode_thread_count(16, 4, "3") == 3  # override
     assert decode_thread_count(1, 2, "0") == 2 and decode_thread_count(1, 2, " ") == 1  # 0: torch's own
+    assert decode_thread_count(16, 2, loaded=True) == 1  # other work running: one thread for any batch
+    assert decode_thread_count(16, 2, "2", loaded=True) == 2  # the override still wins
+    assert prefill_thread_count(2) == 2 and prefill_thread_count(2, loaded=True) == 1
+    assert prefill_thread_count(2, "1", loaded=True) == 2  # pinned decode threads: prefill left alone
 
 
 def test_generate_decodes_on_the_policy_threads_and_restores_them(monkeypatch):
@@ -237,6 +241,7 @@ def test_generate_decodes_on_the_policy_threads_and_restores_them(monkeypatch):
         return scores
 
     monkeypatch.delenv("AUDIOFLAMINGO_DECODE_THREADS", raising=False)
+    monkeypatch.setattr("audioflamingo.model.decode_threads.machine_loaded", lambda: False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
