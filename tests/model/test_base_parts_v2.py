@@ -179,7 +179,7 @@ def test_v2_trains_only_new_layers_and_round_trips_through_a_fresh_cache(smol_lm
     from audioflamingo.model.flamingo import AudioFlamingo
     from audioflamingo.text.lite_tokenizer import load_tokenizer
     from audioflamingo.train.stages import set_trainable
-    from audioflamingo.train.trainer import TrainStep
+    from audioflamingo.train.step import TrainStep
 
     tmp = smol_lm
     model, tok = build_v2(_spec(), seed=0)
