@@ -295,6 +295,15 @@ def measure(call, new_tokens: int, repeats: int, sync) -> dict:
     }
 
 
+def prefill_flops(call) -> int:
+    """Matrix-product FLOPs of one prefill + first token (torch's counter: matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        call(StepClock(lambda: None), 1)
+    return counter.get_total_flops()
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__}
     try:
@@ -326,6 +335,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--count-flops", action="store_true", help="count prefill FLOPs instead of timing")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     # Run as `python bench/official_decode.py` from a checkout that is not installed: the package is beside.
@@ -363,6 +373,12 @@ def main():
             ids, _ = prompt_ids(n)
             before = calls[0] if calls else 0
             call = runner(model, special, ids, n, args.windows, device, dtype, gen)
+            if args.count_flops:
+                res["runs"].append({"audios": n, "prefill_flops": prefill_flops(call)})
+                print(
+                    f"{label}, {n} audio(s): prefill + first token {res['runs'][-1]['prefill_flops'] / 1e9:.1f} GFLOP"
+                )
+                continue
             try:
                 r = measure(call, args.new_tokens, args.repeats, sync)
             except IndexError as err:
