@@ -313,9 +313,15 @@ def machine() -> dict:
         info["cpu_flags"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     except (OSError, StopIteration):
         pass
+    import subprocess
+
     import transformers
 
     info["transformers"] = transformers.__version__
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    info["commit"] = git.stdout.strip() or None  # this project's code that was measured
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
