@@ -318,10 +318,13 @@ def machine() -> dict:
     import transformers
 
     info["transformers"] = transformers.__version__
-    git = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-    )
-    info["commit"] = git.stdout.strip() or None  # this project's code that was measured
+    try:  # this project's code that was measured
+        git = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
+        info["commit"] = git.stdout.strip() or None
+    except OSError:
+        info["commit"] = None
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
