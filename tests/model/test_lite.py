@@ -290,3 +290,17 @@ def test_cross_attention_decode_path_equals_many_query_path():
     everything = torch.ones(2, 5, 10, dtype=torch.bool)  # no mask at all: both paths unmasked
     assert MaskedCrossAttention.prepare(everything) == (None, None)
     torch.testing.assert_close(att(x[:, 2:3], k, v, everything[:, 2:3]), att(x, k, v, everything)[:, 2:3])
+
+
+def test_bf16_audio_kv_projection_is_opt_in_and_close(monkeypatch):
+    model, _ = make_model("qwen2", gates=0.9)
+    feats = [[torch.randn(2, model.config.encoder.tokens_per_window, model.config.encoder.dim)]]
+    monkeypatch.delenv("AUDIOFLAMINGO_PREFILL_DTYPE", raising=False)
+    block = model.fusion.xattn[str(model.fusion.layer_ids[0])]
+    st = model.audio_state(feats)
+    k32, v32 = model.fusion._kv(0, block, st)
+    assert torch.equal(k32, block.attn.keys_values(st.audio)[0])  # default: fp32, exact
+    monkeypatch.setenv("AUDIOFLAMINGO_PREFILL_DTYPE", "bfloat16")
+    k16, v16 = model.fusion._kv(0, block, model.audio_state(feats))
+    assert k16.dtype == torch.float32 and not torch.equal(k16, k32)
+    assert (k16 - k32).abs().max() < 0.05 * k32.std() and (v16 - v32).abs().max() < 0.05 * v32.std()
