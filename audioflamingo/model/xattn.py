@@ -37,14 +37,18 @@ class MaskedCrossAttention(nn.Module):
 
     @staticmethod
     def prepare(mask: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(B, Q, K) visibility -> (attention mask, rows-with-audio factor), each None when it would
-        change nothing (every query sees every key; every query sees some audio). The same for all
-        layers of a step, so the fusion computes it once per step, not once per layer."""
+        """(B, Q, K) visibility -> (attention mask, rows-with-audio factor). The same for all layers
+        of a step, so the fusion computes it once per step, not once per layer. On CPU each is None
+        when it would change nothing (every query sees every key; every query sees some audio); on
+        other devices that check would sync the host (and break CUDA-graph capture), so it is skipped."""
         has_audio = mask.any(dim=-1)  # (B, Q): text with no visible audio gets exactly zero
-        if bool(mask.all()):
-            return None, None
-        keep = None if bool(has_audio.all()) else has_audio[:, None, :, None]
-        return (mask | ~has_audio[..., None])[:, None], keep
+        safe, keep = (mask | ~has_audio[..., None])[:, None], has_audio[:, None, :, None]
+        if mask.device.type == "cpu":
+            if bool(mask.all()):
+                return None, None
+            if bool(has_audio.all()):
+                return safe, None
+        return safe, keep
 
     def forward(
         self,
@@ -60,7 +64,7 @@ class MaskedCrossAttention(nn.Module):
             return x.new_zeros(x.shape)
         attn_mask, keep = prepared if prepared is not None else self.prepare(mask)
         k, v = k.to(q.dtype), v.to(q.dtype)
-        if q_len == 1:
+        if q_len == 1 and q.device.type == "cpu":
             # A decode step: two batched GEMVs over the cached K/V beat SDPA's blocked kernel,
             # which is built for many queries (docs/BENCHMARKS.md, issue 21).
             s = (q @ k.transpose(2, 3)) * self.dim_head**-0.5
