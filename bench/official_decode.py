@@ -374,6 +374,7 @@ def main():
         "build_s": time.perf_counter() - t_build,
         "load_avg_start": os.getloadavg(),
         "machine": machine(),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("AUDIOFLAMINGO_")},
         "runs": [],
     }
     gen = torch.Generator().manual_seed(0)
