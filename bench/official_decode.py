@@ -412,7 +412,7 @@ def main():
     if device.type == "cuda":
         res["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
     res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if len(res["runs"]) > 1 and all(r["decode_s_per_token"] for r in res["runs"]):
+    if len(res["runs"]) > 1 and all(r.get("decode_s_per_token") for r in res["runs"]):
         one = res["runs"][0]["decode_s_per_token"]
         res["decode_ratio_vs_first"] = [r["decode_s_per_token"] / one for r in res["runs"]]
     text = json.dumps(res, indent=2)
