@@ -10,7 +10,7 @@ audio tokens of 2048 features (random; the audio encoder is not timed, as in ben
     python bench/decode_gpu.py --size mid --device cpu --modes lite,static --batches 1 --tokens 6  # smoke
 
 Rows: runtime (lite: the lean LM, dynamic cache; static: preallocated cache, eager; graph: static
-cache, one CUDA graph replay per step; hf: the transformers model, dynamic cache), batch, audios per
+cache, one CUDA graph replay per step; compiled: that graph over torch.compile's fused kernels; hf: the transformers model, dynamic cache), batch, audios per
 row; ms per token is the median step interval (prefill excluded), prefill_s is prompt + audio
 transformation + first token.
 """
@@ -85,8 +85,8 @@ def run_once(model, ids, mask, clips, tokens, mode, sync):
     banned = [model.special.eoc] + ([model.special.eos] if model.special.eos is not None else [])
     clock = Clock(banned)
     kw = dict(max_new_tokens=tokens, logits_processor=[clock])
-    if mode in ("static", "graph"):
-        kw.update(cache_implementation="static", cuda_graph=mode == "graph")
+    if mode in ("static", "graph", "compiled"):
+        kw.update(cache_implementation="static", cuda_graph=mode != "static", compile_step=mode == "compiled")
     sync()
     t0 = time.perf_counter()
     state = model.audio_state(clips, cache_kv=True)
@@ -170,7 +170,7 @@ def main():
                 for _ in range(batch)
             ]
             for mode in args.modes.split(","):
-                if mode == "graph" and dev.type != "cuda":
+                if mode in ("graph", "compiled") and dev.type != "cuda":
                     continue
                 if mode == "hf":
                     with torch.device(dev):

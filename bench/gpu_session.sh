@@ -6,7 +6,7 @@ set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-  .whl/*.whl .official/wheels/einops_exts-*.whl >/dev/null 2>&1 || echo "wheel install failed"
+  .whl/*.whl 2>&1 | tail -n 3
 export PYTHONPATH=$PWD:/tmp/site
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"

@@ -219,6 +219,7 @@ class AudioFlamingo(nn.Module):
         kw["do_sample"] = False
         static = kw.get("cache_implementation") == "static"
         cuda_graph = kw.pop("cuda_graph", None)
+        compile_step = kw.pop("compile_step", False)
         if static and self.is_lite and _lite_can_decode({k: v for k, v in kw.items() if k != "cache_implementation"}):
             from audioflamingo.model.static_decode import generate_static
 
@@ -226,7 +227,14 @@ class AudioFlamingo(nn.Module):
             kw.pop("num_beams", None)
             kw.pop("do_sample", None)
             return generate_static(
-                self, input_ids, attention_mask, audio, logits_processor=processors, graph=cuda_graph, **kw
+                self,
+                input_ids,
+                attention_mask,
+                audio,
+                logits_processor=processors,
+                graph=cuda_graph,
+                compile_step=compile_step,
+                **kw,
             )
         if self.is_lite and not _lite_can_decode(kw):
             self.use_hf_lm()

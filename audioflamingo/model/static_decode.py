@@ -56,6 +56,7 @@ class StaticDecodeStep:
                 k, v = model.fusion._kv(i, block, state)
                 self.audio[i] = (block, k, v, xmask)
         self.logits = torch.zeros(batch, lm.config.vocab_size, device=dev, dtype=torch.float32)
+        self.compile_backend: str | None = None
 
     def advance(self, token: torch.Tensor) -> None:
         """Feed `token` (B,) as the next step's input: the only writes between two steps."""
@@ -66,22 +67,39 @@ class StaticDecodeStep:
     @torch.no_grad()
     def __call__(self) -> torch.Tensor:
         """One decode step on the buffers; leaves the next-token logits in `self.logits`."""
-        self.visible.index_fill_(1, self.slot, True)
-        mask = self.visible[:, None, None, :]
-        h = self.lm.model.embed_tokens(self.token)
-        cos, sin = self.lm.model.rope(self.position, h.dtype)
-        for i, layer in enumerate(self.layers):
-            if i in self.audio:
-                block, k, v, xmask = self.audio[i]
-                h = block(h, k, v, xmask)
-            attn = layer.self_attn
-            q, k_new, v_new = attn.project(layer.input_layernorm(h), cos, sin)
-            self.k[i].index_copy_(2, self.slot, k_new)
-            self.v[i].index_copy_(2, self.slot, v_new)
-            h = h + attn.attend(q, self.k[i], self.v[i], mask)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        self.logits.copy_(self.lm.lm_head(self.lm.model.norm(h))[:, -1].float())
-        return self.logits
+        fn = _compiled(self.compile_backend) if self.compile_backend else decode_step
+        blocks = [self.audio.get(i) for i in range(len(self.layers))]
+        return fn(self.lm, blocks, self.token, self.position, self.slot, self.visible, self.k, self.v, self.logits)
+
+
+def decode_step(lm, blocks, token, position, slot, visible, ks, vs, logits):
+    """The step as a function of tensors and modules only, so `torch.compile` reuses one compiled
+    graph for every generation of the same shapes (a bound method would be guarded on its object)."""
+    visible.index_fill_(1, slot, True)
+    mask = visible[:, None, None, :]
+    h = lm.model.embed_tokens(token)
+    cos, sin = lm.model.rope(position, h.dtype)
+    for i, layer in enumerate(lm.model.layers):
+        if blocks[i] is not None:
+            block, k, v, xmask = blocks[i]
+            h = block(h, k, v, xmask)
+        attn = layer.self_attn
+        q, k_new, v_new = attn.project(layer.input_layernorm(h), cos, sin)
+        ks[i].index_copy_(2, slot, k_new)
+        vs[i].index_copy_(2, slot, v_new)
+        h = h + attn.attend(q, ks[i], vs[i], mask)
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+    logits.copy_(lm.lm_head(lm.model.norm(h))[:, -1].float())
+    return logits
+
+
+_COMPILED: dict[str, Callable] = {}
+
+
+def _compiled(backend: str) -> Callable:
+    if backend not in _COMPILED:
+        _COMPILED[backend] = torch.compile(decode_step, backend=backend, dynamic=False)
+    return _COMPILED[backend]
 
 
 def capture(step: Callable[[], torch.Tensor], warmup: int = 2) -> Callable[[], torch.Tensor]:
@@ -117,9 +135,12 @@ def generate_static(
     pad_token_id: int = 0,
     logits_processor: Sequence | None = None,
     graph: bool | None = None,
+    compile_step: bool | str = False,
 ) -> torch.Tensor:
     """Greedy decoding of a lean-runtime AudioFlamingo on a static cache (`generate(...,
-    cache_implementation="static")`); `graph` (default: on CUDA) replays each step as a CUDA graph."""
+    cache_implementation="static")`); `graph` (default: on CUDA) replays each step as a CUDA graph.
+    `compile_step` runs the step through `torch.compile` first (True, or a backend name), so the
+    graph replays fused kernels: at batch 1 a step is about a thousand tiny kernels otherwise."""
     from audioflamingo.model.lite import LiteCausalLM
 
     if not isinstance(model.lm, LiteCausalLM):
@@ -133,6 +154,8 @@ def generate_static(
     with model.conditioned(state):
         out = model.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
     step = StaticDecodeStep(model, t, b, max_new_tokens, out.past_key_values, state, attention_mask)
+    if compile_step:
+        step.compile_backend = compile_step if isinstance(compile_step, str) else "inductor"
     run: Callable[[], torch.Tensor] = step
     seq = input_ids
     done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)

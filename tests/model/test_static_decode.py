@@ -117,3 +117,16 @@ def test_transformers_lm_takes_its_own_static_cache_with_audio():
     ref = model.generate(x, m, model.audio_state(clips), max_new_tokens=8)
     out = model.generate(x, m, model.audio_state(clips), max_new_tokens=8, cache_implementation="static")
     assert out.tolist() == ref.tolist()
+
+
+def test_compiled_step_decodes_the_same():
+    """`compile_step` traces the same step with torch.compile (the eager backend here: the tracing, not
+    the code generation, is what could change the step); one compiled graph serves two generations."""
+    model, tok = _lite_model("qwen2")
+    x, m, clips = _inputs(model, tok)
+    ref = model.generate(x, m, model.audio_state(clips), max_new_tokens=6)
+    for _ in range(2):
+        out = model.generate(
+            x, m, model.audio_state(clips), max_new_tokens=6, cache_implementation="static", compile_step="eager"
+        )
+        assert out.tolist() == ref.tolist()
