@@ -155,6 +155,12 @@ def generate_static(
         out = model.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
     step = StaticDecodeStep(model, t, b, max_new_tokens, out.past_key_values, state, attention_mask)
     if compile_step:
+        # One eager step first: the lean runtime settles its weight layouts on first use, and a
+        # compiled graph traced before that would assert on the strides it recorded.
+        step.advance(torch.zeros(b, dtype=torch.long, device=input_ids.device))
+        step()
+        step.token.zero_(), step.position.sub_(1), step.slot.sub_(1)
+        step.visible[:, t:] = False
         step.compile_backend = compile_step if isinstance(compile_step, str) else "inductor"
     run: Callable[[], torch.Tensor] = step
     seq = input_ids
