@@ -159,12 +159,15 @@ class FlamingoFusion(nn.Module):
         for i in self.layer_ids:
             self._handles.append(self._layers[i].register_forward_pre_hook(self._make_layer_hook(i), with_kwargs=True))
 
-    def _on_lm_call(self, module, args, kwargs):
-        if getattr(module, "packed", False) and not self._packed:
-            # The lean inference LM has laid itself out for decoding: the xattn layers follow.
+    def follow_layout(self, lm: nn.Module) -> None:
+        """Once the lean inference LM has laid itself out for decoding, the xattn layers follow."""
+        if getattr(lm, "packed", False) and not self._packed:
             for blk in self.xattn.values():
                 blk.pack()
             self._packed = True
+
+    def _on_lm_call(self, module, args, kwargs):
+        self.follow_layout(module)
         st = self.state
         if st is None:
             return None

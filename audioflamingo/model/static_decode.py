@@ -154,13 +154,10 @@ def generate_static(
     with model.conditioned(state):
         out = model.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
     step = StaticDecodeStep(model, t, b, max_new_tokens, out.past_key_values, state, attention_mask)
+    # The lean runtime lays its weights out on first use (the LM in its forward, the xattn layers at
+    # the LM's next call); settle both now, or a compiled step would be traced on the old strides.
+    model.fusion.follow_layout(model.lm)
     if compile_step:
-        # One eager step first: the lean runtime settles its weight layouts on first use, and a
-        # compiled graph traced before that would assert on the strides it recorded.
-        step.advance(torch.zeros(b, dtype=torch.long, device=input_ids.device))
-        step()
-        step.token.zero_(), step.position.sub_(1), step.slot.sub_(1)
-        step.visible[:, t:] = False
         step.compile_backend = compile_step if isinstance(compile_step, str) else "inductor"
     run: Callable[[], torch.Tensor] = step
     seq = input_ids

@@ -130,3 +130,24 @@ def test_compiled_step_decodes_the_same():
             x, m, model.audio_state(clips), max_new_tokens=6, cache_implementation="static", compile_step="eager"
         )
         assert out.tolist() == ref.tolist()
+
+
+def test_weight_layouts_settle_before_the_first_static_step():
+    """A compiled step records each weight's strides; the lean runtime re-lays weights out on first
+    use, so they must be final before the first step of the first generation, not at the next one."""
+    model, tok = _lite_model("qwen2")
+    x, m, clips = _inputs(model, tok)
+    seen = []
+    real_call = static_decode.StaticDecodeStep.__call__
+
+    def spy(self):
+        seen.append({n: p.stride() for n, p in model.named_parameters()})
+        return real_call(self)
+
+    static_decode.StaticDecodeStep.__call__ = spy
+    try:
+        for _ in range(2):
+            model.generate(x, m, model.audio_state(clips), max_new_tokens=3, cache_implementation="static")
+    finally:
+        static_decode.StaticDecodeStep.__call__ = real_call
+    assert len(seen) == 4 and all(s == seen[0] for s in seen)
