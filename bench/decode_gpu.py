@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,19 +34,10 @@ from audioflamingo.presets import preset_config
 from audioflamingo.tasks import left_pad
 from audioflamingo.text.tokenizer import add_special_tokens, byte_level_tokenizer
 
-MID = dict(
-    model_type="qwen2",
-    hidden_size=896,
-    intermediate_size=4864,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    vocab_size=151936,
-    max_position_embeddings=32768,
-    tie_word_embeddings=True,
-    rope_theta=1000000.0,
-    rms_norm_eps=1e-6,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from bench.decode import QWEN2_05B  # noqa: E402
+
+MID = {**QWEN2_05B, "rms_norm_eps": 1e-6}  # bench/decode.py's LM
 
 
 def build(size: str, device: torch.device, dtype: torch.dtype):

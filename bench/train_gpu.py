@@ -64,18 +64,8 @@ from audioflamingo.train import sharding  # noqa: E402
 from audioflamingo.train.stages import param_groups, set_trainable  # noqa: E402
 from audioflamingo.train.step import TrainStep  # noqa: E402
 
-QWEN25_3B = dict(
-    model_type="qwen2",
-    hidden_size=2048,
-    intermediate_size=11008,
-    num_hidden_layers=36,
-    num_attention_heads=16,
-    num_key_value_heads=2,
-    vocab_size=151936,
-    max_position_embeddings=32768,
-    tie_word_embeddings=True,
-    rope_theta=1000000.0,
-)
+# The AF2-3B preset's LM (a Qwen2.5-3B shape), one definition for the whole project.
+QWEN25_3B = dict(preset_config("af2")[1])
 TINY_LM = dict(QWEN25_3B, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4)
 TINY_LM.update(vocab_size=4096, num_key_value_heads=2)
 SIZES = {"af2-3b": (QWEN25_3B, 12, 64, 2048), "tiny": (TINY_LM, 12, 8, 64)}  # LM, windows, tokens, features
