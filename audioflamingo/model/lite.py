@@ -243,6 +243,16 @@ class LiteOutput:
     past_key_values: KVCache | None = None
 
 
+def greedy_pick(scores, seq, done, processors, eos: torch.Tensor, pad_token_id: int):
+    """One greedy token per row after the processors; finished rows get `pad_token_id`, as in
+    transformers. Returns the tokens, the grown sequences and the rows finished so far."""
+    for proc in processors or []:
+        scores = proc(seq, scores)
+    nxt = scores.argmax(-1)
+    nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
+    return nxt, torch.cat([seq, nxt[:, None]], dim=1), done | torch.isin(nxt, eos)
+
+
 class LiteCausalLM(nn.Module):
     """`Qwen2ForCausalLM`/`LlamaForCausalLM` for inference: same state-dict names, same outputs."""
 
@@ -350,13 +360,7 @@ class LiteCausalLM(nn.Module):
         pos = mask.sum(-1, keepdim=True) - 1
         with decode_threads(len(seq), seq.device):
             for step in range(max_new_tokens):
-                scores = out.logits[:, -1].float()
-                for proc in logits_processor or []:
-                    scores = proc(seq, scores)
-                nxt = scores.argmax(-1)
-                nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
-                seq = torch.cat([seq, nxt[:, None]], dim=1)
-                done = done | torch.isin(nxt, eos)
+                nxt, seq, done = greedy_pick(out.logits[:, -1].float(), seq, done, logits_processor, eos, pad_token_id)
                 if step + 1 == max_new_tokens or bool(done.all()):  # no forward whose logits go unread
                     break
                 mask = torch.cat([mask, mask.new_ones(len(seq), 1)], dim=1)

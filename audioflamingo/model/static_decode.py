@@ -141,7 +141,7 @@ def generate_static(
     cache_implementation="static")`); `graph` (default: on CUDA) replays each step as a CUDA graph.
     `compile_step` runs the step through `torch.compile` first (True, or a backend name), so the
     graph replays fused kernels: at batch 1 a step is about a thousand tiny kernels otherwise."""
-    from audioflamingo.model.lite import LiteCausalLM
+    from audioflamingo.model.lite import LiteCausalLM, greedy_pick
 
     if not isinstance(model.lm, LiteCausalLM):
         raise ValueError("the static-cache decoder runs on the lean runtime (Qwen2/Llama LMs)")
@@ -164,12 +164,7 @@ def generate_static(
     done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
     scores = out.logits[:, -1].float()
     for n in range(max_new_tokens):
-        for proc in logits_processor or []:
-            scores = proc(seq, scores)
-        nxt = scores.argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
-        seq = torch.cat([seq, nxt[:, None]], dim=1)
-        done = done | torch.isin(nxt, eos)
+        nxt, seq, done = greedy_pick(scores, seq, done, logits_processor, eos, pad_token_id)
         if n == max_new_tokens - 1 or bool(done.all()):
             break
         step.advance(nxt)
