@@ -78,6 +78,10 @@ class TrainSpec:
     eval_batches: int = 8
     log_every: int = 1
     bf16: bool = True  # GPU only: autocast under ddp, FSDP's bf16 params / fp32 reductions under fsdp
+    # CPU bf16 autocast (ddp only; weights and optimizer stay fp32). Off by default: it is fast only on
+    # CPUs with bf16 instructions (avx512_bf16, AMX), 1.9x per step for the v2 model on the EPYC of
+    # docs/TRAINING.md, and emulated (slow) elsewhere.
+    cpu_bf16: bool = False
     parallel: str = "ddp"  # ddp: a replica per process | fsdp: parameters, gradients, optimizer sharded
     activation_checkpointing: bool = False  # recompute decoder layers and xattn blocks in backward
 

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -291,11 +291,11 @@ class Trainer:
             stage.steps, f"{stage.name}", "step", enabled=bool(self.progress), initial=step, dynamic_ncols=True
         )
         sharded = sharding.is_sharded(wrapped)
-        autocast = (  # under FSDP its mixed-precision policy casts instead
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if env.device.type == "cuda" and tr.bf16 and not sharded
-            else nullcontext()
-        )
+        autocast: AbstractContextManager = nullcontext()  # under FSDP its mixed-precision policy casts instead
+        if env.device.type == "cuda" and tr.bf16 and not sharded:
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+        elif env.device.type == "cpu" and tr.cpu_bf16 and not sharded:
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16)
         replicated = [p for p in model.encoder.parameters() if p.requires_grad] if sharded else []
         model.train()
         while step < stage.steps:
@@ -492,7 +492,8 @@ def dry_run(recipe: Recipe) -> str:
         f"{tr.micro_batch_size * tr.grad_accum * t.env.world} samples; max {tr.max_tokens} tokens per sample",
         f"parallel: {tr.parallel}"
         + (", activation checkpointing" if tr.activation_checkpointing else "")
-        + (", bf16 on GPU" if tr.bf16 else ""),
+        + (", bf16 on GPU" if tr.bf16 else "")
+        + (", bf16 autocast on CPU" if tr.cpu_bf16 else ""),
     ]
     for si, st in enumerate(recipe.stages):
         set_trainable(model, st.kind, st.train_encoder)
