@@ -95,6 +95,16 @@ def load_tokenizer(directory: str | Path, lite: bool = False):
     """The tokenizer of a model directory: `LiteTokenizer` when asked and it fits, else transformers'."""
     if lite and LiteTokenizer.can_load(directory):
         return LiteTokenizer(directory)
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PretrainedConfig
 
-    return AutoTokenizer.from_pretrained(str(directory))
+    kw = {}
+    try:
+        named = bool(json.loads((Path(directory) / "tokenizer_config.json").read_text()).get("tokenizer_class"))
+    except (OSError, ValueError):
+        named = False
+    if named:
+        # The class is named, so the model's config.json need not be read: its model_type
+        # ("audioflamingo") is unknown to AutoConfig unless audioflamingo.hf was imported, and
+        # transformers' fallback warns that the config does not match (a line on every command).
+        kw["config"] = PretrainedConfig()
+    return AutoTokenizer.from_pretrained(str(directory), **kw)

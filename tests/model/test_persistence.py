@@ -100,3 +100,14 @@ def test_positions_switch_keeps_every_learnt_weight(tmp_path):
         w.pop(next(k for k in w if k.startswith("transformation.layer_stack")))
         save_file(w, str(tmp_path / "rot" / "model.safetensors"), metadata={"format": "pt"})
         AudioFlamingo.from_pretrained(tmp_path / "rot", positions="rotary+sinusoidal")
+
+
+def test_tokenizer_loads_without_transformers_config_warning(tmp_path, capfd):
+    # AutoTokenizer reads config.json too; model_type "audioflamingo" is unknown to AutoConfig unless
+    # audioflamingo.hf is imported, and transformers then warned on every command.
+    model, tok = build("tiny")
+    model.save_pretrained(tmp_path, tok)
+    capfd.readouterr()
+    load_tokenizer(tmp_path)
+    err = capfd.readouterr().err
+    assert "to instantiate a model of type" not in err
