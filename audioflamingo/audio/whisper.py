@@ -44,13 +44,12 @@ def whisper_mel_filters(n_mels: int) -> torch.Tensor:
 
 
 class WhisperWindowEncoder(AudioEncoder):
-    """transformers' WhisperEncoder sized to one window. cfg.hf_config: the encoder's WhisperConfig
+    """Whisper's encoder (audio/whisper_encoder.py, transformers' names) sized to one window. cfg.hf_config: the encoder's WhisperConfig
     keys (d_model, encoder_layers, ..., max_source_positions of the pretrained table)."""
 
     def __init__(self, cfg: EncoderConfig, window: WindowConfig):
         super().__init__()
-        from transformers import WhisperConfig
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+        from audioflamingo.audio.whisper_encoder import WhisperEncoder
 
         if cfg.hf_config is None:
             raise ValueError(
@@ -75,8 +74,7 @@ class WhisperWindowEncoder(AudioEncoder):
                 f"whisper encoder: a {window.window_seconds:g}-s window needs {natural} positions, "
                 f"the pretrained table has {self.pretrained_positions} (30 s)"
             )
-        hf["max_source_positions"] = natural
-        self.model = WhisperEncoder(WhisperConfig(**hf))
+        self.model = WhisperEncoder(hf, natural)
         self.natural_tokens = natural
         tokens = natural if cfg.tokens_per_window in (-1, 0) else cfg.tokens_per_window
         if natural % tokens:
@@ -107,7 +105,7 @@ class WhisperWindowEncoder(AudioEncoder):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         feats = self.log_mel(windows).to(self.model.conv1.weight.dtype)
-        hidden = self.model(input_features=feats).last_hidden_state  # (N, natural, d)
+        hidden = self.model(feats)  # (N, natural, d)
         if self.pool > 1:
             hidden = F.avg_pool1d(hidden.transpose(1, 2), self.pool).transpose(1, 2)
         return hidden

@@ -92,3 +92,20 @@ def test_bad_settings_are_one_line(window, tokens, match):
     cfg = EncoderConfig(kind="whisper", dim=TINY["d_model"], tokens_per_window=tokens, hf_config=dict(TINY))
     with pytest.raises(ValueError, match=match):
         build_encoder(cfg, window)
+
+
+def test_lean_encoder_equals_transformers_whisper_encoder_on_a_window():
+    """audio/whisper_encoder.py replaces transformers' WhisperEncoder (start-up): same names, same
+    outputs on the same weights, at the 1-s window the v2 model uses."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    enc, _, ref = _encoder(1.0)
+    hf = WhisperEncoder(WhisperConfig(**{**TINY, "max_source_positions": 50})).eval()
+    hf.load_state_dict({k.removeprefix("model."): v for k, v in enc.state_dict().items()}, strict=True)
+    x = whisper_log_mel(torch.from_numpy(noise(1.0, seed=5))[None], whisper_mel_filters(80), torch.hann_window(400))
+    with torch.no_grad():
+        want = hf(input_features=x).last_hidden_state
+        got = enc.model(x)
+    assert got.shape == want.shape == (1, 50, TINY["d_model"])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
