@@ -317,6 +317,7 @@ class AudioFlamingo(nn.Module):
         from safetensors.torch import load_model
 
         from audioflamingo.model.checks import build_lm, check_model_dir, check_tokenizer
+        from audioflamingo.model.no_init import no_random_init
         from audioflamingo.text.lite_tokenizer import load_tokenizer
         from audioflamingo.text.tokenizer import special_ids
 
@@ -331,7 +332,8 @@ class AudioFlamingo(nn.Module):
             tokenizer = load_tokenizer(d, lite=lite)
         check_tokenizer(tokenizer, d)
         special = special_ids(tokenizer, cfg.audio_token, cfg.sep_token, cfg.eoc_token)
-        model = cls(cfg, build_lm(cfg.lm, lite, d / CONFIG_NAME), special)
+        with no_random_init():  # the strict load below overwrites every parameter
+            model = cls(cfg, build_lm(cfg.lm, lite, d / CONFIG_NAME), special)
         if cfg.base_parts:  # pretrained parts from installed packages (base_parts/): not in the weights file
             from audioflamingo.base_parts import load_into_model
 

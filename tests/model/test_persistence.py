@@ -111,3 +111,19 @@ def test_tokenizer_loads_without_transformers_config_warning(tmp_path, capfd):
     load_tokenizer(tmp_path)
     err = capfd.readouterr().err
     assert "to instantiate a model of type" not in err
+
+
+def test_loading_draws_no_random_initial_weights(tmp_path):
+    # from_pretrained builds the layers without random draws (model/no_init.py), since the strict
+    # load overwrites every parameter: the global RNG is untouched and torch.nn.init is restored.
+    from torch.nn import init
+
+    model, tok = build("tiny", seed=3)
+    model.save_pretrained(tmp_path, tok)
+    before = torch.get_rng_state()
+    kaiming = init.kaiming_uniform_
+    loaded = AudioFlamingo.from_pretrained(tmp_path, lite=True)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert init.kaiming_uniform_ is kaiming
+    for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(p, q), name
