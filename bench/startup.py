@@ -3,6 +3,7 @@ everything, loads the bundled default model, captions the bundled clip and answe
 the lean runtime (default) and with `--lm-impl transformers`. Also the import cost alone.
 
     python bench/startup.py --runs 5 --out bench/results/startup-cpu.json
+    python bench/startup.py --runs 5 --model runs/default-v2/final   # another model directory
 
 Run it on an otherwise idle machine: other processes on the same cores inflate every number.
 """
@@ -27,12 +28,14 @@ def wall(cmd: list[str]) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--model", help="a model directory to time instead of the bundled one")
     ap.add_argument("--out")
     args = ap.parse_args()
     py = sys.executable
+    model = ["--model", args.model] if args.model else []
     cases = {
-        "demo (lean runtime, default)": [py, "-m", "audioflamingo", "demo"],
-        "demo --lm-impl transformers": [py, "-m", "audioflamingo", "demo", "--lm-impl", "transformers"],
+        "demo (lean runtime, default)": [py, "-m", "audioflamingo", "demo", *model],
+        "demo --lm-impl transformers": [py, "-m", "audioflamingo", "demo", "--lm-impl", "transformers", *model],
         "import torch only": [py, "-c", "import torch"],
         "import torch + transformers Qwen2": [py, "-c", "import torch, transformers.models.qwen2.modeling_qwen2"],
     }
@@ -53,6 +56,7 @@ def main():
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
         "python": platform.python_version(),
+        "model": args.model or "bundled",
         "results": results,
     }
     if args.out:
