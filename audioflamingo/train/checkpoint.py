@@ -111,14 +111,26 @@ def load_weights(path: Path, model) -> None:
     """The checkpoint's weights into an unsharded model (under FSDP: before it is sharded)."""
     from safetensors.torch import load_model
 
+    from audioflamingo.base_parts import trained_state
+
     check_safetensors(path / "model.safetensors")
+    base_parts = getattr(model.config, "base_parts", None)
+    # A checkpoint holds the trained tensors only (base parts come from the cache, as in a model
+    # directory): the base parts' keys may be absent, nothing else.
+    from_parts = set(model.state_dict()) - set(trained_state(model, base_parts)) if base_parts else set()
     try:
-        load_model(model, str(path / "model.safetensors"), strict=True)
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=not from_parts)
     except Exception as err:  # noqa: BLE001 - shape mismatch or damage past the header
         raise ModelLoadError(
             f"{path / 'model.safetensors'}: cannot be loaded into this run's model "
             f"({str(err).strip().splitlines()[0][:200]})"
         ) from None
+    extra = sorted((set(missing) - from_parts) | set(unexpected))
+    if extra:
+        raise ModelLoadError(
+            f"{path / 'model.safetensors'}: cannot be loaded into this run's model "
+            f"({len(extra)} tensors do not match, e.g. {extra[0]})"
+        )
 
 
 def load_sharded_state(path: Path, model, optimizer, scheduler) -> dict:

@@ -266,3 +266,34 @@ def test_real_smollm2_reserved_tokens(tmp_path, monkeypatch):
     # the three reused rows are distinct, and distinct from the untrained shared row (id 7)
     assert torch.cdist(rows, rows).fill_diagonal_(1.0).min() > 0.5
     assert (rows - emb[7]).norm(dim=1).min() > 0.5
+
+
+def test_v2_checkpoint_resumes_without_base_part_tensors(smol_lm):
+    # A checkpoint holds the trained tensors only (like a model directory); resuming loads it into a
+    # model whose base parts came from the cache. Until 2026-12-04 the strict load refused it.
+    from safetensors.torch import load_file, save_file
+
+    from audioflamingo.base_parts.v2 import build_v2
+    from audioflamingo.errors import ModelLoadError
+    from audioflamingo.train import checkpoint
+
+    model, tok = build_v2(_spec(), seed=0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.startswith("fusion."):
+                p.add_(0.25)
+    ckpt = smol_lm / "ckpt"
+    checkpoint.save_model(model, ckpt, tok)
+    saved = load_file(str(ckpt / "model.safetensors"))
+    assert not [k for k in saved if k.startswith(("lm.", "encoder."))]
+    fresh, _ = build_v2(_spec(), seed=1)
+    checkpoint.load_weights(ckpt, fresh)
+    want, got = model.state_dict(), fresh.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+    # a trained tensor missing from the checkpoint is still an error, naming one of them
+    gone = sorted(saved)[0]
+    save_file({k: v for k, v in saved.items() if k != gone}, str(ckpt / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="do not match"):
+        checkpoint.load_weights(ckpt, fresh)
