@@ -17,6 +17,7 @@ stages:
     max_windows: 3                     # AF2 curriculum: windows per clip in this stage
     train_encoder: true                # the LM loss reaches the audio encoder too (not in lm)
     encoder_lr: 1.0e-5                 # its learning rate (default: the stage's), no weight decay
+    transformation_lr: 1.0e-5          # the transformation layers' (default: the stage's; 0: frozen)
     epoch_size: 1000                   # virtual epoch (samples) of the mixture
     datasets:
       - {manifest: data/caps.jsonl, weight: 2.0}
@@ -60,6 +61,10 @@ class StageSpec:
     max_windows: int | None = None
     train_encoder: bool | None = None  # None: as the model config's encoder.frozen says
     encoder_lr: float | None = None
+    # The transformation layers' learning rate (None: the stage's; 0: frozen in this stage). Under a
+    # frozen base LM that does not know the corpus' style yet, the stage's rate let them turn the
+    # audio into one constant vector (a learnt prompt) within 300 steps (docs/TRAINING.md).
+    transformation_lr: float | None = None
     val: list[str] = field(default_factory=list)
 
 
@@ -123,7 +128,7 @@ def load_recipe(path: str | Path) -> Recipe:
             d.icl_file = rel(d.icl_file) if d.icl_file else None
         stage = _build(StageSpec, {**s, "datasets": ds}, f"{p}: stages[{n}]")
         stage.val = [rel(v) for v in (stage.val if isinstance(stage.val, list) else [stage.val])]
-        for key in ("lr", "min_lr_ratio", "encoder_lr"):
+        for key in ("lr", "min_lr_ratio", "encoder_lr", "transformation_lr"):
             if getattr(stage, key) is not None:
                 setattr(stage, key, float(getattr(stage, key)))
         stages.append(stage)

@@ -31,18 +31,37 @@ def set_trainable(model, kind: str, train_encoder: bool | None = None) -> None:
         model.encoder.requires_grad_(True)
 
 
-def param_groups(model: nn.Module, weight_decay: float, encoder_lr: float | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, encoder_lr: float | None = None, transformation_lr: float | None = None
+) -> list[dict]:
     """Decay matrices only; gates, norms, biases and embeddings' 1-D params are not decayed.
-    A trained audio encoder is its own group (encoder_lr, no decay)."""
-    decay, no_decay, encoder = [], [], []
+    A trained audio encoder is its own group (encoder_lr, no decay); so are the transformation
+    layers when `transformation_lr` is given (decay as above)."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    encoder: list[nn.Parameter] = []
+    tdecay: list[nn.Parameter] = []
+    tno_decay: list[nn.Parameter] = []
     enc = {id(p) for p in model.encoder.parameters()} if hasattr(model, "encoder") else set()
+    own = transformation_lr is not None and hasattr(model, "transformation")
+    tra = {id(p) for p in model.transformation.parameters()} if own else set()
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (encoder if id(p) in enc else decay if p.ndim >= 2 else no_decay).append(p)
+        if id(p) in enc:
+            encoder.append(p)
+        elif id(p) in tra:
+            (tdecay if p.ndim >= 2 else tno_decay).append(p)
+        else:
+            (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if encoder:
         groups.append({"params": encoder, "weight_decay": 0.0, **({"lr": encoder_lr} if encoder_lr else {})})
+    if tdecay or tno_decay:
+        groups += [
+            {"params": tdecay, "weight_decay": weight_decay, "lr": transformation_lr},
+            {"params": tno_decay, "weight_decay": 0.0, "lr": transformation_lr},
+        ]
     return groups
 
 
@@ -67,8 +86,12 @@ def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
 
 
 def make_optimizer(model, stage, train) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    if stage.transformation_lr == 0:  # frozen in this stage: no gradients computed for it either
+        model.transformation.requires_grad_(False)
     opt = torch.optim.AdamW(
-        param_groups(model, train.weight_decay, stage.encoder_lr), lr=stage.lr, betas=tuple(train.betas)
+        param_groups(model, train.weight_decay, stage.encoder_lr, stage.transformation_lr or None),
+        lr=stage.lr,
+        betas=tuple(train.betas),
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lr_lambda(stage.warmup_steps, stage.steps, stage.schedule, stage.min_lr_ratio)
