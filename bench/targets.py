@@ -86,10 +86,12 @@ def split_values(eval_dir: Path, prefix: str, data: Path) -> dict:
     return out
 
 
-def _cell(v) -> str:
+def _cell(v, key: str = "") -> str:
     if v is None:
         return "-"
     value, extra = v
+    if key == "cider":
+        return f"{value:.3f}"
     if isinstance(extra, str) and "->" in extra:  # a gain in points
         return f"{100 * value:+.1f} pts ({extra})"
     text = f"{value:.3f}" if isinstance(value, float) and value > 1.0 else f"{value:.1%}"
@@ -111,7 +113,7 @@ def main() -> None:
     }
     print("| target | goal | in-source | held-out-source | met (held-out) |\n|---|---|---|---|---|")
     for row, goal, key in TARGETS:
-        cells = [_cell(splits[s].get(key)) for s in splits]
+        cells = [_cell(splits[s].get(key), key) for s in splits]
         held = splits["held-out-source"].get(key)
         met = "-" if goal is None or held is None else ("yes" if held[0] >= goal else "no")
         g = "-" if goal is None else (f">= {goal:.1f}" if key == "cider" else f">= {goal:.0%}")
