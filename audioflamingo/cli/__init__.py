@@ -77,7 +77,7 @@ def _add_gen_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    from audioflamingo.cli_help import Parser
+    from audioflamingo.cli.help import Parser
 
     ap = Parser(
         prog="audioflamingo",
@@ -177,11 +177,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR", help="model directory (default: the bundled default model)")
     p.add_argument("--json", action="store_true", help="print the whole configuration as JSON")
 
-    from audioflamingo.cli_clap import add_clap_commands
-    from audioflamingo.cli_convert import add_convert_command
-    from audioflamingo.cli_eval import add_eval_command
-    from audioflamingo.cli_index import add_index_commands
-    from audioflamingo.cli_train import add_train_commands
+    from audioflamingo.cli.clap import add_clap_commands
+    from audioflamingo.cli.convert import add_convert_command
+    from audioflamingo.cli.eval import add_eval_command
+    from audioflamingo.cli.index import add_index_commands
+    from audioflamingo.cli.train import add_train_commands
 
     add_train_commands(sub)
     # One sub-command per benchmark means importing the registry: only when the command is eval.
@@ -266,26 +266,26 @@ def run(args) -> int:
         return 0
 
     if args.command == "convert":
-        from audioflamingo.cli_convert import run_convert_command
+        from audioflamingo.cli.convert import run_convert_command
 
         return run_convert_command(args)
     if args.command == "clap":
-        from audioflamingo.cli_clap import run_clap_command
+        from audioflamingo.cli.clap import run_clap_command
 
         return run_clap_command(args)
 
     if args.command in ("index", "embed"):
-        from audioflamingo.cli_index import run_index_commands
+        from audioflamingo.cli.index import run_index_commands
 
         return run_index_commands(args)
 
     if args.command == "eval":
-        from audioflamingo.cli_eval import run_eval_command
+        from audioflamingo.cli.eval import run_eval_command
 
         return run_eval_command(args)
 
     if args.command in ("data", "train", "average"):
-        from audioflamingo.cli_train import run_train_commands
+        from audioflamingo.cli.train import run_train_commands
 
         return run_train_commands(args)
 
