@@ -105,20 +105,31 @@ def main() -> None:
     ap.add_argument("eval_dir")
     ap.add_argument("--data", default="data/synth")
     ap.add_argument("--json")
+    ap.add_argument("--compare", metavar="EVAL_DIR", help="another model's eval folder: its two columns too")
     args = ap.parse_args()
-    ev, data = Path(args.eval_dir), Path(args.data)
-    splits = {
-        "in-source": split_values(ev, "", data),
-        "held-out-source": split_values(ev, "heldout-", data / "heldout"),
-    }
-    print("| target | goal | in-source | held-out-source | met (held-out) |\n|---|---|---|---|---|")
+    data = Path(args.data)
+
+    def both(ev: Path) -> dict:
+        return {
+            "in-source": split_values(ev, "", data),
+            "held-out-source": split_values(ev, "heldout-", data / "heldout"),
+        }
+
+    splits = both(Path(args.eval_dir))
+    other = both(Path(args.compare)) if args.compare else {}
+    head = "| target | goal | in-source | held-out-source | met (held-out) |"
+    if other:
+        name = Path(args.compare).name
+        head += f" {name}: in-source | {name}: held-out-source |"
+    print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
     for row, goal, key in TARGETS:
         cells = [_cell(splits[s].get(key), key) for s in splits]
         held = splits["held-out-source"].get(key)
         met = "-" if goal is None or held is None else ("yes" if held[0] >= goal else "no")
         g = "-" if goal is None else (f">= {goal:.1f}" if key == "cider" else f">= {goal:.0%}")
         g = f">= +{100 * goal:.0f} pts" if key == "fewshot-gain" else g
-        print(f"| {row} | {g} | {cells[0]} | {cells[1]} | {met} |")
+        extra = "".join(f" {_cell(other[s].get(key), key)} |" for s in other)
+        print(f"| {row} | {g} | {cells[0]} | {cells[1]} | {met} |{extra}")
     for s, vals in splits.items():
         if "count-phrasings" in vals:
             parts = ", ".join(f"{q!r} {a:.0%} (n {n})" for q, (a, n) in sorted(vals["count-phrasings"].items()))
