@@ -12,8 +12,10 @@ checkpointing (+ac) or without. A configuration that runs out of memory is repor
 
 FLOPs per sample (model FLOPs: a recomputed forward is not counted), T text tokens, A audio tokens:
   weights: c x 2 x (tokens through the weight) x N, c = 3 (forward + 2 backward) for trained
-           weights, 2 for frozen ones a gradient passes through; LM layers and the tied head: T
-           tokens; xattn q/out/FF: T; xattn to_kv: A; transformation layers: A
+           weights, 2 for frozen ones a gradient passes through; LM layers: T tokens; the tied
+           head: the positions followed by a target (T - 2 in this benchmark's batch: TrainStep
+           computes logits only there, since 2026-12-04); xattn q/out/FF: T; xattn to_kv: A;
+           transformation layers: A
   attention: 6 x 2 x (query-key pairs) x width per layer: LM causal T^2/2 x 2048, cross T x A x 512,
              transformation A^2 x 2048 (bidirectional)
 MFU = (FLOPs per step / step time) / (--peak-flops x GPUs); the default peak is the H100/H200 dense
@@ -90,9 +92,9 @@ def build(size: str, device: torch.device):
     return model, windows
 
 
-def count_flops(model, text: int, audio: int, stage: str) -> dict[str, float]:
+def count_flops(model, text: int, audio: int, stage: str, targets: int | None = None) -> dict[str, float]:
     """Model FLOPs of one sample's forward + backward (the formula in the module docstring), as
-    {"weights": ..., "attention": ...}."""
+    {"weights": ..., "attention": ...}. targets: positions the output head runs at (default: all)."""
     from audioflamingo.model.fusion import find_decoder_layers
 
     lm_cfg = model.lm.config
@@ -100,7 +102,7 @@ def count_flops(model, text: int, audio: int, stage: str) -> dict[str, float]:
     layers = find_decoder_layers(model.lm)
     n_layers = sum(p.numel() for p in layers.parameters())
     n_head = lm_cfg.vocab_size * lm_cfg.hidden_size
-    weights = c_lm * text * (n_layers + n_head)
+    weights = c_lm * (text * n_layers + (text if targets is None else targets) * n_head)
     head_dim = getattr(lm_cfg, "head_dim", None) or lm_cfg.hidden_size // lm_cfg.num_attention_heads
     attention = 6 * 2 * len(layers) * (text * text / 2) * lm_cfg.num_attention_heads * head_dim
     for block in model.fusion.xattn.values():
@@ -142,7 +144,8 @@ def run_config(name: str, args, device: torch.device) -> dict:
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-5)
     data = batch(model, windows, args.micro_batch, args.seq_len, device)
     audio = windows * model.config.encoder.tokens_per_window
-    flops = args.micro_batch * sum(count_flops(model, args.seq_len, audio, args.stage).values())
+    targets = args.seq_len - 2  # batch(): the first two labels are not targets
+    flops = args.micro_batch * sum(count_flops(model, args.seq_len, audio, args.stage, targets).values())
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and mode == "plain")
     world = dist.get_world_size() if dist.is_initialized() else 1
     times = []
