@@ -135,6 +135,9 @@ class AudioFlamingoConfig:
     # Pretrained parts the weights file leaves out, loaded from installed packages (audioflamingo/base_parts):
     # module path inside the model ("lm", "encoder") -> {"name": base part, "sha256": its tensor digest}.
     base_parts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The LM's linear layers on CPU: "float16" decodes with fbgemm fp16 copies of them (half the bytes
+    # a step reads; model/fp16_weights.py), set for a model whose outputs were checked that way.
+    cpu_lm_weights: Literal["float32", "float16"] = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_type": MODEL_TYPE, **dataclasses.asdict(self)}

@@ -355,7 +355,12 @@ class AudioFlamingo(nn.Module):
         model.requires_grad_(False)  # inference; training stages choose what to train (set_trainable)
         if dtype is not None:
             model.to(dtype)
-        return model.to(device)
+        model.to(device)
+        if hasattr(model.lm, "use_fp16_weights"):  # the lean LM, fp32 on CPU (model/fp16_weights.py)
+            from audioflamingo.model.fp16_weights import wanted
+
+            model.lm.use_fp16_weights(wanted(cfg.cpu_lm_weights) == "float16")
+        return model
 
 
 class _BanToken:

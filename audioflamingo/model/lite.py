@@ -136,6 +136,7 @@ class Attention(nn.Module):
         )
         self._qkv: torch.Tensor | None = None
         self._qkv_bias: torch.Tensor | None = None
+        self.fp16: tuple | None = None  # (q/k/v, output) as fp16_weights.Fp16Linear, when in use
 
     def pack(self) -> None:
         """q/k/v weights (and biases) as views of one (d, q+k+v) matrix: one GEMV per step."""
@@ -153,7 +154,10 @@ class Attention(nn.Module):
     def project(self, x, cos, sin):
         """(B, T, d) -> rotated q (B, heads, T, hd) and k, v (B, kv_heads, T, hd)."""
         b, t, _ = x.shape
-        if _is_view_of(self.q_proj.weight, self._qkv):
+        if self.fp16 is not None:
+            nq, nk = self.heads * self.hd, self.kv_heads * self.hd
+            q, k, v = self.fp16[0](x).split((nq, nk, nk), dim=-1)
+        elif _is_view_of(self.q_proj.weight, self._qkv):
             y = x @ self._qkv  # type: ignore[operator]
             if self._qkv_bias is not None:
                 y = y + self._qkv_bias
@@ -176,11 +180,14 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(
                 q.view(b, self.kv_heads, rep, self.hd), k, v, attn_mask=mask, scale=self.hd**-0.5
             )
-            return self.o_proj(y.reshape(b, 1, -1))
+            return self.out(y.reshape(b, 1, -1))
         if rep > 1:
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.hd**-0.5)
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+        return self.out(y.transpose(1, 2).reshape(b, t, -1))
+
+    def out(self, y):
+        return self.fp16[1](y) if self.fp16 is not None else self.o_proj(y)
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None):
         q, k, v = self.project(x, cos, sin)
@@ -196,12 +203,16 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
         self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
         self._gate_up: torch.Tensor | None = None
+        self.fp16: tuple | None = None  # (gate/up, down) as fp16_weights.Fp16Linear, when in use
 
     def pack(self) -> None:
         """gate and up weights as views of one (d, 2 x ffn) matrix: one GEMV for both per step."""
         self._gate_up = pack_columns([self.gate_proj.weight, self.up_proj.weight])
 
     def forward(self, x):
+        if self.fp16 is not None:
+            g, u = self.fp16[0](x).chunk(2, dim=-1)
+            return self.fp16[1](F.silu(g) * u)
         if _is_view_of(self.gate_proj.weight, self._gate_up):
             g, u = (x @ self._gate_up).chunk(2, dim=-1)  # type: ignore[operator]
             return self.down_proj(F.silu(g) * u)
@@ -272,6 +283,8 @@ class LiteCausalLM(nn.Module):
         # Packed on the first forward, not here: a checkpoint loads (and `state_dict()` is read)
         # without copying every weight first.
         self.packed = False
+        self.fp16_head = None  # the output head as fp16_weights.Fp16Linear, when in use
+        self.register_load_state_dict_post_hook(self._fp16_follow)
 
     def pack(self) -> "LiteCausalLM":
         """Lay the weights out for batch-1 decoding (same names, shapes and values): q/k/v and
@@ -286,8 +299,21 @@ class LiteCausalLM(nn.Module):
         self.packed = True
         return self
 
+    def use_fp16_weights(self, on: bool = True) -> bool:
+        """Decode with fp16 copies of the linear layers (model.fp16_weights); returns whether they
+        are in use (fp32 weights on CPU only). Kept in step with `.to()` and `load_state_dict`."""
+        from audioflamingo.model import fp16_weights
+
+        return fp16_weights.attach(self, on)
+
+    def _fp16_follow(self, *unused) -> None:
+        if self.fp16_head is not None:
+            self.use_fp16_weights(True)
+
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
+        if getattr(self, "fp16_head", None) is not None:
+            self.use_fp16_weights(True)  # rebuilt from the moved weights, or dropped off CPU / fp32
         mlp = self.model.layers[0].mlp if len(self.model.layers) else None
         if (
             self.packed
@@ -332,7 +358,8 @@ class LiteCausalLM(nn.Module):
             h = layer(h, cos, sin, mask, cache)
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
-        return LiteOutput(self.lm_head(self.model.norm(h)), cache if use_cache else None)
+        head = self.fp16_head if self.fp16_head is not None else self.lm_head
+        return LiteOutput(head(self.model.norm(h)), cache if use_cache else None)
 
     @torch.no_grad()
     def generate(
