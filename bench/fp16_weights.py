@@ -26,7 +26,7 @@ import torch
 QUESTIONS = ("What is the first sound?", "Is anyone speaking?")
 
 
-def product_seconds(fn, x, reps: int = 30) -> float:
+def product_seconds(fn, x, reps: int = 15) -> float:
     for _ in range(5):
         fn(x)
     times = []
@@ -38,24 +38,28 @@ def product_seconds(fn, x, reps: int = 30) -> float:
 
 
 def products(lm_cfg: dict) -> list[dict]:
+    """Each product over `num_hidden_layers` distinct weights (one per layer, as a decode step reads
+    them: together beyond the caches), median time per product."""
     from audioflamingo.model.fp16_weights import Fp16Linear
 
     d, ffn, vocab = lm_cfg["hidden_size"], lm_cfg["intermediate_size"], lm_cfg["vocab_size"]
     hd = lm_cfg.get("head_dim") or d // lm_cfg["num_attention_heads"]
     qkv = (lm_cfg["num_attention_heads"] + 2 * lm_cfg["num_key_value_heads"]) * hd
+    layers = lm_cfg["num_hidden_layers"]
     rows = []
-    for name, (n_in, n_out) in {
-        "q/k/v": (d, qkv),
-        "attention output": (lm_cfg["num_attention_heads"] * hd, d),
-        "gate/up": (d, 2 * ffn),
-        "down": (ffn, d),
-        "output head": (d, vocab),
-    }.items():
-        w = torch.randn(n_out, n_in) * 0.02
-        col = w.t().contiguous()  # the lean runtime's layout: x @ (in, out)
+    for name, (n_in, n_out), copies in (
+        ("q/k/v", (d, qkv), layers),
+        ("attention output", (lm_cfg["num_attention_heads"] * hd, d), layers),
+        ("gate/up", (d, 2 * ffn), layers),
+        ("down", (ffn, d), layers),
+        ("output head", (d, vocab), 1),
+    ):
+        ws = [torch.randn(n_out, n_in) * 0.02 for _ in range(copies)]
+        cols = [w.t().contiguous() for w in ws]  # the lean runtime's layout: x @ (in, out)
+        f16 = [Fp16Linear(w) for w in ws]
         x = torch.randn(1, n_in)
-        fp32 = product_seconds(lambda v, c=col: v @ c, x)
-        fp16 = product_seconds(Fp16Linear(w), x)
+        fp32 = product_seconds(lambda v, cs=cols: [v @ c for c in cs], x) / copies
+        fp16 = product_seconds(lambda v, fs=f16: [f(v) for f in fs], x) / copies
         rows.append(
             {
                 "product": name,
