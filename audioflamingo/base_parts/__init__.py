@@ -283,7 +283,11 @@ def load_into_model(model: torch.nn.Module, base_parts: dict, config_path: str |
                     f"base part {spec['name']} does not fit {path or 'the model'}: {k} is "
                     f"{tuple(v.shape)}, the model's is {tuple(own[k].shape)}"
                 )
-        module.load_state_dict(state, strict=False)
+        # assign: the part's tensors become the parameters (a 540 MB copy less for the v2 LM at
+        # start-up); tied aliases are pointed at the new tensor again afterwards.
+        aliases = _aliases(module)
+        module.load_state_dict(state, strict=False, assign=True)
+        _retie(module, aliases, set(state))
         # Tied aliases (an LM head that is the embedding table) are filled too. They are found by
         # tensor object, not by state_dict() storage: a state-dict hook may hand out copies (the
         # lite runtime's packed weights do), each call new ones.
@@ -293,6 +297,26 @@ def load_into_model(model: torch.nn.Module, base_parts: dict, config_path: str |
         prefix = f"{path}." if path else ""
         filled |= {prefix + k for k in own if k in state or (k in tensors and id(tensors[k]) in loaded)}
     return filled
+
+
+def _aliases(module: torch.nn.Module) -> list[list[str]]:
+    """Groups of parameter names that are one tensor (tied weights)."""
+    groups: dict[int, list[str]] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _retie(module: torch.nn.Module, aliases: list[list[str]], loaded: set[str]) -> None:
+    """Point every alias of a tied group at the tensor the load assigned to one of its names."""
+    for names in aliases:
+        source = next((n for n in names if n in loaded), None)
+        if source is None:
+            continue
+        new = module.get_parameter(source)
+        for name in names:
+            owner, _, attr = name.rpartition(".")
+            setattr(module.get_submodule(owner) if owner else module, attr, new)
 
 
 def trained_state(model: torch.nn.Module, base_parts: dict) -> dict[str, torch.Tensor]:

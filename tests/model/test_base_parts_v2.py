@@ -220,6 +220,8 @@ def test_v2_trains_only_new_layers_and_round_trips_through_a_fresh_cache(smol_lm
         t2 = load_tokenizer(out, lite=lite)
         assert t2.convert_tokens_to_ids(["<audio>", "<SEP>", "<EOC>"]) == [4, 6, 3]
         loaded = AudioFlamingo.from_pretrained(out, lite=lite, tokenizer=t2)
+        # The base part's tensors are assigned, not copied: the tied head must follow the embedding.
+        assert loaded.lm.lm_head.weight is loaded.lm.model.embed_tokens.weight
         with torch.no_grad():
             got = loaded(ids, mask, audio=loaded.audio_state([loaded.encode_clips([noise(2.5)])])).logits
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
