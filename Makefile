@@ -84,6 +84,9 @@ default-model-v2: $(VENV)/.installed
 	  $(PY) -m audioflamingo.base_parts.v2 build-icl $(SYNTH)/train_$$m.jsonl --model runs/default-v2-init \
 	    --k 8 --out $(SYNTH)/train_$$m.v2.icl.jsonl || exit 1; done
 	$(AF) train recipes/default-v2.yaml
+	$(AF) data build-episodes $(SYNTH)/train_classify.jsonl --copies 2 --icl-file $(SYNTH)/train_classify.v2.icl.jsonl \
+	  --out $(SYNTH)/train_episodes.v2.jsonl
+	$(AF) train recipes/default-v2-more.yaml
 
 # The model card's numbers: the corpus' in-source test split (eval/) and its held-out-source split
 # (heldout/eval/: sample sets, voices, collections never heard in training), with the project's eval command.

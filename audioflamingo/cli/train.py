@@ -66,11 +66,19 @@ def add_train_commands(sub) -> None:
         "data/synth/train_classify.jsonl && audioflamingo data build-episodes "
         "data/synth/train_classify.jsonl --copies 4 --out data/synth/train_episodes4.jsonl",
     )
-    p.add_argument("manifest", help="classification manifest (.jsonl) with a <manifest>.icl.jsonl beside it")
+    p.add_argument(
+        "manifest", help="classification manifest (.jsonl) with a <manifest>.icl.jsonl beside it (or --icl-file)"
+    )
     p.add_argument("--out", required=True, help="episode manifest to write (.jsonl)")
     p.add_argument("--shots", type=int, default=4, help="examples per episode (default 4)")
     p.add_argument("--copies", type=int, default=2, help="episodes per record, each with fresh names (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pseudo-word names")
+    p.add_argument(
+        "--icl-file",
+        metavar="FILE",
+        help="neighbour file to take the examples from (default: <manifest>.icl.jsonl; e.g. the "
+        "v2 encoder's <manifest>.v2.icl.jsonl)",
+    )
 
     p = dsub.add_parser(
         "build-drills",
@@ -165,7 +173,11 @@ def run_train_commands(args) -> int:
     if args.data_command == "build-episodes":
         from audioflamingo.data.icl import build_renamed_episodes
 
-        print(json.dumps(build_renamed_episodes(args.manifest, args.out, args.shots, args.copies, args.seed)))
+        print(
+            json.dumps(
+                build_renamed_episodes(args.manifest, args.out, args.shots, args.copies, args.seed, args.icl_file)
+            )
+        )
         return 0
     if args.data_command == "synth":
         from audioflamingo.data.synth import synthesize

@@ -377,6 +377,13 @@ def test_renamed_episodes_keep_labels_consistent_within_an_episode(tmp_path):
         assert len(refs) == 4 and rendered.text.count("<audio>") == 4
         assert refs[0].path == tmp_path / f"c{nb[src][-1][1:]}.wav" and refs[-1].path == tmp_path / f"c{src[1:]}.wav"
     assert eps[0].output != eps[1].output or eps[0].options != eps[1].options  # fresh names per copy
+    # The CLI, with the neighbours in a file named otherwise (the v2 encoder's): the same episodes.
+    (tmp_path / "m.icl.jsonl").rename(tmp_path / "m.v2.icl.jsonl")
+    from audioflamingo.cli import main
+
+    args = ["data", "build-episodes", str(tmp_path / "m.jsonl"), "--shots", "3", "--out", str(tmp_path / "e2.jsonl")]
+    assert main(args + ["--icl-file", str(tmp_path / "m.v2.icl.jsonl")]) == 0
+    assert (tmp_path / "e2.jsonl").read_text() == (tmp_path / "e.jsonl").read_text()
 
 
 def test_episodes_over_budget_drop_farthest_shots_and_keep_the_answer(tmp_path):
