@@ -293,9 +293,11 @@ class LiteCausalLM(nn.Module):
         layout survives `.to()` (re-packed)."""
         with torch.no_grad():
             for layer in self.model.layers:
-                layer.self_attn.pack()
-                layer.mlp.pack()
-            transpose_storage(self.lm_head.weight)
+                if layer.mlp.fp16 is None:  # with fp16 copies the fp32 layout is never read
+                    layer.self_attn.pack()
+                    layer.mlp.pack()
+            if self.fp16_head is None:
+                transpose_storage(self.lm_head.weight)
         self.packed = True
         return self
 
