@@ -68,7 +68,7 @@ def applicable(params: list[torch.Tensor]) -> bool:
 def attach(lm, on: bool) -> bool:
     """Give a `lite.LiteCausalLM` fp16 copies of its linear layers (on) or drop them (off).
     Returns whether they are in use: only for fp32 weights on CPU, with fbgemm present."""
-    on = on and available() and applicable([p for p in lm.parameters()])
+    on = on and available() and applicable(list(lm.parameters()))
     for layer in lm.model.layers:
         a, m = layer.self_attn, layer.mlp
         if not on:
@@ -81,4 +81,5 @@ def attach(lm, on: bool) -> bool:
         gate_up = torch.cat([m.gate_proj.weight.detach(), m.up_proj.weight.detach()])
         m.fp16 = (Fp16Linear(gate_up), Fp16Linear(m.down_proj.weight))
     lm.fp16_head = Fp16Linear(lm.lm_head.weight) if on else None
+    lm._fp16_source = lm.lm_head.weight.data_ptr()  # a `.to()` that moves nothing keeps the copies
     return on

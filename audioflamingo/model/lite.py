@@ -284,6 +284,7 @@ class LiteCausalLM(nn.Module):
         # without copying every weight first.
         self.packed = False
         self.fp16_head = None  # the output head as fp16_weights.Fp16Linear, when in use
+        self._fp16_source = 0  # data_ptr of the head weight the fp16 copies were made from
         self.register_load_state_dict_post_hook(self._fp16_follow)
 
     def pack(self) -> "LiteCausalLM":
@@ -314,7 +315,7 @@ class LiteCausalLM(nn.Module):
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
-        if getattr(self, "fp16_head", None) is not None:
+        if getattr(self, "fp16_head", None) is not None and self.lm_head.weight.data_ptr() != self._fp16_source:
             self.use_fp16_weights(True)  # rebuilt from the moved weights, or dropped off CPU / fp32
         mlp = self.model.layers[0].mlp if len(self.model.layers) else None
         if (

@@ -82,6 +82,9 @@ def test_batched_greedy_equals_one_by_one():
 def test_follows_dtype_changes_and_new_weights():
     ref, fp16 = _lite_pair()
     ids = torch.randint(5, 300, (1, 6))
+    kept = fp16.fp16_head
+    fp16.to("cpu", torch.float32)  # moves nothing: the copies are kept, not packed again
+    assert fp16.fp16_head is kept
     fp16.to(torch.bfloat16)  # fp16 packing is for fp32 weights on CPU only: dropped
     assert fp16.fp16_head is None and fp16.model.layers[0].mlp.fp16 is None
     fp16.to(torch.float32)
