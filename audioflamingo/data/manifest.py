@@ -32,6 +32,7 @@ class Record:
     positives: list[str] | None = None  # CLAP: paraphrases of `output`
     negatives: list[str] | None = None  # CLAP: compositional negatives (order / binding altered)
     shots: list[dict] | None = None  # inline in-context examples {audio, instruction, output, options}
+    question: str | None = None  # the kind of question asked (the synth corpus: first, last, count, ...)
     line: int = 0
 
     @property
@@ -74,6 +75,7 @@ def _record(obj: dict[str, Any], base: Path, line: int) -> Record:
         task_description=obj.get("task_description"),
         positives=obj.get("positives"),
         negatives=obj.get("negatives"),
+        question=obj.get("question"),
         line=line,
         shots=[
             {**sh, "audio": str(Path(sh["audio"]) if Path(sh["audio"]).is_absolute() else base / sh["audio"])}

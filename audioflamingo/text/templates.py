@@ -138,15 +138,21 @@ def render_dialogue(
     return r
 
 
+def in_vocab(tokenizer, token: str) -> bool:
+    """Whether `token` is one token of the vocabulary. Asked by id, not through `get_vocab()`, which
+    builds a fresh dict of the whole vocabulary (30 ms for SmolLM2's 49k tokens) on every call."""
+    i = tokenizer.convert_tokens_to_ids(token)
+    return i is not None and (i != tokenizer.unk_token_id or token == tokenizer.unk_token)
+
+
 def tokenize(rendered: Rendered, tokenizer) -> tuple[list[int], list[int]]:
     """Token ids and labels (IGNORE outside outputs). Segments meet at special tokens, so encoding
     them one by one gives the same ids as encoding the whole string."""
     ids: list[int] = []
     labels: list[int] = []
-    vocab = tokenizer.get_vocab()
     for text, target in rendered.segments:
-        if text == EOC and EOC not in vocab and OFFICIAL_EOC in vocab:  # official checkpoints spell it so
-            text = OFFICIAL_EOC
+        if text == EOC and not in_vocab(tokenizer, EOC) and in_vocab(tokenizer, OFFICIAL_EOC):
+            text = OFFICIAL_EOC  # official checkpoints spell it so
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids.extend(piece)
         labels.extend(piece if target else [IGNORE] * len(piece))

@@ -45,6 +45,9 @@ class DatasetSpec:
     icl_file: str | None = None
     task_description: str | None = None  # replaces the task's default description for this dataset
     instruction: str | None = None  # used where a record has no instruction of its own
+    # Keep only records whose `question` (the kind of question; the synth corpus writes it) is one of
+    # these: a manifest's rarer kinds can get a larger share without a second manifest file.
+    questions: list[str] | None = None
 
 
 @dataclass

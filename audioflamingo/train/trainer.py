@@ -103,6 +103,12 @@ class StageData:
     def __init__(self, stage: StageSpec, tokenizer, recipe: Recipe, stage_index: int):
         self.tok, self.train = tokenizer, recipe.train
         self.records = [load_manifest(d.manifest) for d in stage.datasets]
+        for n, d in enumerate(stage.datasets):
+            if d.questions:
+                kinds = set(d.questions)
+                self.records[n] = [r for r in self.records[n] if r.question in kinds]
+                if not self.records[n]:
+                    raise ValueError(f"{d.manifest}: no records of the question kinds {', '.join(sorted(kinds))}")
         for d, recs in zip(stage.datasets, self.records):
             for r in recs:
                 if d.task_description and not r.task_description:

@@ -178,6 +178,42 @@ def test_recipe_task_description_override_and_unknown_keys(tmp_path):
         load_recipe(r)
 
 
+def test_recipe_questions_keeps_only_those_kinds(tmp_path):
+    import json
+
+    import yaml
+
+    from audioflamingo.text.tokenizer import add_special_tokens, byte_level_tokenizer
+    from audioflamingo.train.recipe import load_recipe
+    from audioflamingo.train.trainer import StageData
+
+    m = write_toy(tmp_path / "toy", n=6)
+    rows = [json.loads(x) for x in m.read_text().splitlines()]
+    kinds = ["first", "last", "count", "last", None, "first"]
+    for r, k in zip(rows, kinds):
+        r.update(task="aqa", instruction="Which sound comes first?", **({"question": k} if k else {}))
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=1)
+    raw = yaml.safe_load(r.read_text())
+    raw["stages"][0]["datasets"][0]["questions"] = ["last", "count"]
+    r.write_text(yaml.safe_dump(raw))
+    tok = byte_level_tokenizer()
+    add_special_tokens(tok)
+    recipe = load_recipe(r)
+    data = StageData(recipe.stages[0], tok, recipe, 0)
+    assert [x.id for x in data.records[0]] == ["t1", "t2", "t3"]
+    assert list(data.sampler.sizes) == [3]  # the mixture samples from the kept records only
+    raw["stages"][0]["datasets"][0]["questions"] = ["gender"]
+    r.write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(r)
+    with pytest.raises(ValueError, match="no records of the question kinds gender"):
+        StageData(recipe.stages[0], tok, recipe, 0)
+    raw["stages"][0]["datasets"][0]["questions"] = []
+    r.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="questions"):
+        load_recipe(r)
+
+
 @pytest.mark.parametrize("train_encoder", [False, True])
 def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_encoder):
     import yaml
