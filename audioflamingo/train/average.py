@@ -45,10 +45,20 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def _normalised(config: dict) -> dict:
+    from audioflamingo.config import AudioFlamingoConfig
+
+    try:
+        return AudioFlamingoConfig.from_dict(dict(config)).to_dict()
+    except TypeError:  # an unknown block key: compared as written, so the refusal names it
+        return config
+
+
 def merged_config(dirs: list[Path], blobs: list[bytes]) -> tuple[dict, dict[str, list]]:
     """The output's config and the training settings that differed ({"window.max_windows": [3, 30]}).
     Any other difference is refused, naming the first differing key."""
-    configs = [json.loads(b) for b in blobs]
+    # Compared as parsed, so a key one file leaves out and another sets to its default is no difference.
+    configs = [_normalised(json.loads(b)) for b in blobs]
     flats = [_flat(c) for c in configs]
     allowed = {".".join(k) for k in TRAINING_KEYS}
     differing: dict[str, list] = {}

@@ -86,3 +86,26 @@ def test_average_refuses_bad_arguments(tmp_path, capsys):
         assert main(argv) == code, argv
         assert needle in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_key_left_out_and_a_key_at_its_default_are_the_same_config(tmp_path):
+    """Older model dirs omit fields added since (cpu_lm_weights): parsed, they equal the default."""
+    import json
+
+    _save(tmp_path, "old", seed=0)
+    _save(tmp_path, "new", seed=1)
+    for name, drop in (("old", True), ("new", False)):
+        path = tmp_path / name / "config.json"
+        cfg = json.loads(path.read_text())
+        if drop:
+            cfg.pop("cpu_lm_weights", None)
+        else:
+            cfg["cpu_lm_weights"] = "float32"
+        path.write_text(json.dumps(cfg))
+    assert main(["average", str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(tmp_path / "soup")]) == 0
+    # a real difference in that key is still refused
+    cfg = json.loads((tmp_path / "new" / "config.json").read_text())
+    cfg["cpu_lm_weights"] = "float16"
+    (tmp_path / "new" / "config.json").write_text(json.dumps(cfg))
+    assert main(["average", str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(tmp_path / "soup2")]) == 1
+    assert not (tmp_path / "soup2").exists()
