@@ -90,6 +90,9 @@ default-model-v2: default-model-v2-data
 	$(AF) train recipes/default-v2.yaml
 	$(AF) train recipes/default-v2-more.yaml
 	$(AF) train recipes/default-v2-more2.yaml
+	rm -rf runs/default-v2-soup
+	$(AF) average runs/default-v2-more/final runs/default-v2-more2/final --out runs/default-v2-soup
+	$(AF) train recipes/default-v2-more3.yaml
 
 # The same model on one GPU (docs/TRAINING.md, "On a GPU"): the three stages in one recipe, 32 samples a
 # step, bf16 autocast; about 16 min on an H200 at the measured step times.

@@ -16,6 +16,11 @@ reads); 500 random training clips fit it, the test clips score it.
     python bench/encoder_probe.py --model audioflamingo/assets/default-model --data data/synth \\
         --out bench/results/encoder_probe_default.json
 
+The voice probes on the full 3-h corpus (speech clips only; bench/results/encoder_probe_voice_3h.json):
+
+    python bench/encoder_probe.py --encoders model,whisper --data data/synth --test-splits test,heldout \\
+        --with-kind speech --out bench/results/encoder_probe_voice_3h.json
+
 Candidate encoders (issue 18, point 1): --encoders model,whisper,whisper-padded probes each on the
 same windows (the model's window length) and the same events; `whisper` is Whisper tiny.en's encoder
 run on the window itself (audio/whisper.py), `whisper-padded` the same weights on the window padded
@@ -208,6 +213,12 @@ def aisfx_encoder(window_samples: int):
     return run
 
 
+def select_scenes(scenes: list[dict], splits: list[str], with_kind: str | None = None) -> list[dict]:
+    """The clips of these splits; with `with_kind`, only those with an event of that kind."""
+    out = [s for s in scenes if s["split"] in splits]
+    return [s for s in out if any(e["kind"] == with_kind for e in s["events"])] if with_kind else out
+
+
 def event_windows(start: float, end: float, n_windows: int, win: float = 1.0) -> list[int]:
     cover = [max(0.0, min(end, (i + 1) * win) - max(start, i * win)) for i in range(n_windows)]
     chosen = [i for i, c in enumerate(cover) if c >= 0.5 * win]
@@ -326,6 +337,11 @@ def main():
     ap.add_argument("--train-split", default="train")
     ap.add_argument("--test-splits", default="test", help="comma-separated splits to score (e.g. test,heldout)")
     ap.add_argument("--positions", action="store_true", help="also probe the window index (time)")
+    ap.add_argument(
+        "--with-kind",
+        metavar="KIND",
+        help="only clips with an event of this kind (e.g. speech: the voice probes, faster)",
+    )
     ap.add_argument("--out")
     args = ap.parse_args()
     from audioflamingo.model.flamingo import AudioFlamingo
@@ -336,7 +352,7 @@ def main():
     root = Path(args.data)
     tests = args.test_splits.split(",")
     scenes = [json.loads(line) for line in open(root / "scenes.jsonl")]
-    scenes = [s for s in scenes if s["split"] in [args.train_split, *tests]]
+    scenes = select_scenes(scenes, [args.train_split, *tests], args.with_kind)
     cands = candidates(model, args.encoders.split(","), args.tokens)
     feats = features(model, scenes, root, cands)
     rows = {}
@@ -377,6 +393,7 @@ def main():
         "encoders": args.encoders,
         "tokens": args.tokens,
         "train split": args.train_split,
+        "clips with": args.with_kind or "any",
         "machine": platform.processor() or platform.machine(),
         "probes": rows,
     }

@@ -48,6 +48,9 @@ class DatasetSpec:
     # Keep only records whose `question` (the kind of question; the synth corpus writes it) is one of
     # these: a manifest's rarer kinds can get a larger share without a second manifest file.
     questions: list[str] | None = None
+    # Keep only records whose answer (`output`) is one of these: with one entry per class, a recipe
+    # balances a question whose classes the corpus does not (male/female: 178 male, 300 female).
+    answers: list[str] | None = None
 
 
 @dataclass

@@ -109,6 +109,11 @@ class StageData:
                 self.records[n] = [r for r in self.records[n] if r.question in kinds]
                 if not self.records[n]:
                     raise ValueError(f"{d.manifest}: no records of the question kinds {', '.join(sorted(kinds))}")
+            if d.answers:
+                wanted = set(d.answers)
+                self.records[n] = [r for r in self.records[n] if r.output in wanted]
+                if not self.records[n]:
+                    raise ValueError(f"{d.manifest}: no records answered {' or '.join(sorted(wanted))}")
         for d, recs in zip(stage.datasets, self.records):
             for r in recs:
                 if d.task_description and not r.task_description:

@@ -34,3 +34,15 @@ def test_probe_reads_a_separable_attribute_and_not_noise():
     assert ep.probe(list(x[:150]), y[:150], list(x[150:]), y[150:]) > 0.95
     noise_y = list(rng.choice(["a", "b"], 200))
     assert ep.probe(list(x[:150]), noise_y[:150], list(x[150:]), noise_y[150:]) < 0.75
+
+
+def test_select_scenes_keeps_the_splits_and_the_kind():
+    sc = [
+        {"split": "train", "events": [{"kind": "speech"}, {"kind": "beep"}]},
+        {"split": "train", "events": [{"kind": "instrument"}]},
+        {"split": "heldout", "events": [{"kind": "speech"}]},
+        {"split": "val", "events": [{"kind": "speech"}]},
+    ]
+    assert ep.select_scenes(sc, ["train", "heldout"]) == sc[:3]
+    assert ep.select_scenes(sc, ["train", "heldout"], "speech") == [sc[0], sc[2]]
+    assert ep.select_scenes(sc, ["train"], "animal") == []

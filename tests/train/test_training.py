@@ -214,6 +214,45 @@ def test_recipe_questions_keeps_only_those_kinds(tmp_path):
         load_recipe(r)
 
 
+def test_recipe_answers_keeps_only_those_answers(tmp_path):
+    """One dataset entry per answer balances a question's classes, whatever the corpus' prior."""
+    import json
+
+    import yaml
+
+    from audioflamingo.text.tokenizer import add_special_tokens, byte_level_tokenizer
+    from audioflamingo.train.recipe import load_recipe
+    from audioflamingo.train.trainer import StageData
+
+    m = write_toy(tmp_path / "toy", n=6)
+    rows = [json.loads(x) for x in m.read_text().splitlines()]
+    for r, (k, a) in zip(rows, [("gender", "male"), ("gender", "female"), ("gender", "female"), ("first", "male")] * 2):
+        r.update(task="aqa", instruction="Is it a male or a female voice?", question=k, output=a)
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = write_recipe(tmp_path / "r.yaml", m, tmp_path / "run", steps=1)
+    raw = yaml.safe_load(r.read_text())
+    entry = raw["stages"][0]["datasets"][0]
+    raw["stages"][0]["datasets"] = [
+        {**entry, "questions": ["gender"], "answers": ["male"]},
+        {**entry, "questions": ["gender"], "answers": ["female"]},
+    ]
+    r.write_text(yaml.safe_dump(raw))
+    tok = byte_level_tokenizer()
+    add_special_tokens(tok)
+    recipe = load_recipe(r)
+    data = StageData(recipe.stages[0], tok, recipe, 0)
+    assert [x.id for x in data.records[0]] == ["t0", "t4"]  # male gender questions; t3 is another kind
+    assert [x.id for x in data.records[1]] == ["t1", "t2", "t5"]
+    raw["stages"][0]["datasets"][0]["answers"] = ["a cat"]
+    r.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="no records answered a cat"):
+        StageData(load_recipe(r).stages[0], tok, load_recipe(r), 0)
+    raw["stages"][0]["datasets"][0]["answers"] = []
+    r.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="answers"):
+        load_recipe(r)
+
+
 @pytest.mark.parametrize("train_encoder", [False, True])
 def test_train_encoder_lets_the_lm_loss_reach_the_audio_encoder(tmp_path, train_encoder):
     import yaml

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 # recipe -> the make target that runs it
 FROM_SCRATCH = {"default-v2.yaml": "default-model-v2", "default-v2-gpu.yaml": "default-model-v2-gpu"}
-CONTINUED = ["default-v2-more.yaml", "default-v2-more2.yaml"]  # run after default-v2.yaml, in this order
+# run after default-v2.yaml, in this order; each starts from the run before or from a mean of runs before
+CONTINUED = ["default-v2-more.yaml", "default-v2-more2.yaml", "default-v2-more3.yaml"]
 
 
 def _target(name: str) -> str:
@@ -75,8 +76,13 @@ def test_continued_runs_follow_the_run_they_start_from():
     order = ["default-v2.yaml", *CONTINUED]
     at = [target.index(f"train recipes/{n}") for n in order]
     assert at == sorted(at)
-    for before, name in zip(order, CONTINUED):
+    for i, name in enumerate(CONTINUED):
         raw = read_yaml(RECIPES / name)
-        prev = read_yaml(RECIPES / before)
-        assert raw["model"]["init"] == prev["output_dir"] + "/final", name
+        init = raw["model"]["init"].removeprefix("../")
+        done = [read_yaml(RECIPES / n)["output_dir"].removeprefix("../") + "/final" for n in order[: i + 1]]
+        if init != done[-1]:  # a soup: `average` of finished runs' finals, written before this run
+            avg = next(line for line in target.splitlines() if f"--out {init}" in line and " average " in line)
+            parts = avg.split(" average ")[1].split(" --out ")[0].split()
+            assert parts and set(parts) <= set(done), (name, parts)
+            assert target.index(avg) < target.index(f"train recipes/{name}") and f"rm -rf {init}" in target
         _reads(raw, target)
