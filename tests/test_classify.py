@@ -29,5 +29,7 @@ def test_score_counts_the_query_answer_only_with_shots():
                 .log_softmax(-1)
             )
         want = sum(float(logp[j - 1, ids[j]]) for j in range(start, len(ids)))
-        assert np.isclose(ranked[label], want, atol=1e-3), (label, ranked[label], want)
+        # rtol: the batched and the one-prompt forward reduce in other orders (0.004 of -54.8 seen with 2
+        # threads, after an in-process `demo` set them); a token counted in or out moves it by whole nats.
+        assert np.isclose(ranked[label], want, atol=1e-3, rtol=1e-4), (label, ranked[label], want)
         assert lab.count(IGNORE) < len(lab) - (len(ids) - start)  # the shots' answers were targets too
