@@ -3,6 +3,9 @@ written as bf16 / fp16 (loaded back into the model's fp32), greedy captions and 
 with the fp32 file's on the first N clips of a manifest, and the file sizes.
 
     python bench/storage_dtype.py runs/default-v2/final --manifest data/synth/heldout/eval/caption.jsonl -n 40
+
+With --ship DIR (what `make ship-default-model` runs) the copy in --dtype is written to DIR, replacing it,
+only if its outputs equal the fp32 file's on every clip; otherwise nothing is written and it exits 1.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--manifest", required=True)
     ap.add_argument("-n", type=int, default=40)
-    ap.add_argument("--out")
+    ap.add_argument("--out", help="write the measurements here (JSON)")
+    ap.add_argument("--ship", metavar="DIR", help="write the --dtype copy here if it keeps every output")
+    ap.add_argument("--dtype", choices=["bfloat16", "float16"], default="bfloat16")
     args = ap.parse_args()
     man = Path(args.manifest)
     rows = [json.loads(line) for line in man.read_text().splitlines() if line.strip()][: args.n]
@@ -52,9 +57,18 @@ def main() -> None:
             size = cast_copy(src, Path(tmp) / name, dtype)
             got = outputs(Path(tmp) / name, clips)
             res[name] = {"bytes": size, "same_outputs": sum(a == b for a, b in zip(ref, got))}
+            if args.ship and name == args.dtype and res[name]["same_outputs"] == len(ref):
+                dst = Path(args.ship)
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(Path(tmp) / name, dst)
     print(json.dumps(res, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
+    if args.ship and res[args.dtype]["same_outputs"] != len(ref):
+        raise SystemExit(
+            f"{args.model}: as {args.dtype} {len(ref) - res[args.dtype]['same_outputs']} of {len(ref)} outputs "
+            f"change; {args.ship} not written"
+        )
 
 
 if __name__ == "__main__":

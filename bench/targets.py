@@ -5,7 +5,9 @@
 Reads EVAL/synth-* (in-source split, --data) and EVAL/heldout-synth-* (held-out-source split,
 --data/heldout): instrument accuracy, AQA by question kind (the manifests name each question's
 kind), the count question under each of its phrasings (language.TEMPLATES["count"]; the target
-holds for the worst one), 4-shot minus 0-shot, CIDEr-D, dialogue follow-ups.
+holds for the worst one), 4-shot minus 0-shot, CIDEr-D, dialogue follow-ups. With --voice PREFIX, also
+EVAL/voice-test and EVAL/voice-heldout: male/female and language asked of every one-voice clip
+(bench/voice_questions.py wrote PREFIX-test and PREFIX-heldout), ~80 questions a row instead of 12-16.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ TARGETS = [
     ("is anyone speaking", 0.95, "kind:speaking"),
     ("male/female", 0.90, "kind:gender"),
     ("language", 0.70, "kind:language"),
+    ("male/female, every one-voice clip", 0.90, "voice:gender"),
+    ("language, every one-voice clip", 0.70, "voice:language"),
     ("first sound", 0.75, "kind:first"),
     ("last sound", 0.75, "kind:last"),
     ("what comes after X", 0.75, "kind:after"),
@@ -60,8 +64,14 @@ def _aqa(run: Path, manifest: Path) -> tuple[dict, dict]:
     return acc, {k: (sum(v) / len(v), len(v)) for k, v in phrasing.items()}
 
 
-def split_values(eval_dir: Path, prefix: str, data: Path) -> dict:
+def split_values(eval_dir: Path, prefix: str, data: Path, voice: Path | None = None) -> dict:
     out: dict = {}
+    if voice is not None:
+        split = "heldout" if prefix else "test"
+        run = eval_dir / f"voice-{split}"
+        if (run / "predictions.jsonl").is_file():
+            kinds, _ = _aqa(run, Path(f"{voice}-{split}") / "eval" / "aqa.jsonl")
+            out.update({f"voice:{k}": v for k, v in kinds.items() if k != "all"})
     ins = eval_dir / f"{prefix}synth-instrument"
     if (ins / "metrics.json").is_file():
         out["instrument"] = (_metrics(ins)["accuracy"], None)
@@ -106,13 +116,15 @@ def main() -> None:
     ap.add_argument("--data", default="data/synth")
     ap.add_argument("--json")
     ap.add_argument("--compare", metavar="EVAL_DIR", help="another model's eval folder: its two columns too")
+    ap.add_argument("--voice", metavar="PREFIX", help="bench/voice_questions.py's output prefix (runs/voice)")
     args = ap.parse_args()
     data = Path(args.data)
+    voice = Path(args.voice) if args.voice else None
 
     def both(ev: Path) -> dict:
         return {
-            "in-source": split_values(ev, "", data),
-            "held-out-source": split_values(ev, "heldout-", data / "heldout"),
+            "in-source": split_values(ev, "", data, voice),
+            "held-out-source": split_values(ev, "heldout-", data / "heldout", voice),
         }
 
     splits = both(Path(args.eval_dir))
