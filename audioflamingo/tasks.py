@@ -240,12 +240,17 @@ class AudioFlamingoPipeline:
         settings: GenerationSettings | None = None,
         task_description: str = TASK_DESCRIPTIONS["classify"],
         shots: Sequence[tuple[AudioInput, Example]] = (),
+        calibrate: bool = False,
         **decoding,
     ) -> list[dict]:
         """Rank `labels` by the model's log-likelihood of `{label}<EOC>` after the Options prompt.
 
         Returns [{label, logprob, prob}] best first (prob: softmax over the closed set). With
         `generate=True`, the model writes an answer instead and that is returned as the only entry.
+        With `calibrate=True` (contextual calibration, Zhao et al. 2021) the ranking score is the
+        log-likelihood minus the same prompt's with the query audio replaced by silence of its length,
+        so a label the prompt (its examples, its wording) favours whatever the audio wins only on the
+        audio; entries then also carry `calibrated`, and prob is the softmax of it.
         """
         settings = GenerationSettings.merge(settings, decoding)
         labels = unique_labels(labels)  # a repeated label would split its probability (merged, warned)
@@ -254,6 +259,22 @@ class AudioFlamingoPipeline:
             q = Query(audio, instruction, task, options=list(labels), shots=list(shots))
             text = self._generate([q.render(self.tokenizer, style=self.style)], [q.audios()], settings)[0]
             return [{"label": text, "logprob": None, "prob": None}]
+        scores = self._label_scores(audio, labels, instruction, task, shots)
+        if not calibrate:
+            probs = torch.softmax(scores, dim=0)
+            ranked = sorted(zip(labels, scores.tolist(), probs.tolist()), key=lambda r: -r[1])
+            return [{"label": l, "logprob": s, "prob": p} for l, s, p in ranked]
+        silence = np.zeros_like(self._wave(audio)[0])
+        cal = scores - self._label_scores(silence, labels, instruction, task, shots)
+        probs = torch.softmax(cal, dim=0)
+        out = [
+            {"label": l, "logprob": s, "calibrated": c, "prob": p}
+            for l, s, c, p in zip(labels, scores.tolist(), cal.tolist(), probs.tolist())
+        ]
+        return sorted(out, key=lambda r: -r["calibrated"])
+
+    def _label_scores(self, audio, labels, instruction, task, shots) -> torch.Tensor:
+        """log p(`{label}<EOC>` | prompt) for each label, one batch."""
         prompts = [
             Query(audio, instruction, task, options=list(labels), shots=list(shots)).render(
                 self.tokenizer, l, self.style
@@ -277,10 +298,7 @@ class AudioFlamingoPipeline:
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         tgt = labels_t[:, 1:]
         picked = logp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0] * (tgt != IGNORE)
-        scores = picked.sum(dim=1)
-        probs = torch.softmax(scores, dim=0)
-        ranked = sorted(zip(labels, scores.tolist(), probs.tolist()), key=lambda r: -r[1])
-        return [{"label": l, "logprob": s, "prob": p} for l, s, p in ranked]
+        return picked.sum(dim=1)
 
     def chat(self, audio: AudioInput) -> ChatSession:
         self._wave(audio)  # fail now on a bad file, not at the first message

@@ -33,3 +33,23 @@ def test_score_counts_the_query_answer_only_with_shots():
         # threads, after an in-process `demo` set them); a token counted in or out moves it by whole nats.
         assert np.isclose(ranked[label], want, atol=1e-3, rtol=1e-4), (label, ranked[label], want)
         assert lab.count(IGNORE) < len(lab) - (len(ids) - start)  # the shots' answers were targets too
+
+
+def test_calibrated_scores_subtract_the_silent_query_and_rank_by_it():
+    """Contextual calibration: the prompt's own preference (what a silent query gets) is taken out."""
+    model, tok = make_model("qwen2", gates=0.9)
+    pipe = AudioFlamingoPipeline(model, tok)
+    labels = ["dog bark", "rain", "siren"]
+    clip = noise(1.2, seed=1)
+    shots = [(noise(0.9, seed=2), Example("What is it?", "rain", labels))]
+    raw = {r["label"]: r["logprob"] for r in pipe.classify(clip, labels, instruction="What is it?", shots=shots)}
+    silent = np.zeros(len(pipe.load_all([clip])[0]), np.float32)
+    prior = {r["label"]: r["logprob"] for r in pipe.classify(silent, labels, instruction="What is it?", shots=shots)}
+    cal = pipe.classify(clip, labels, instruction="What is it?", shots=shots, calibrate=True)
+    for r in cal:
+        assert np.isclose(r["logprob"], raw[r["label"]], atol=1e-4)
+        assert np.isclose(r["calibrated"], raw[r["label"]] - prior[r["label"]], atol=1e-4)
+    assert [r["calibrated"] for r in cal] == sorted((r["calibrated"] for r in cal), reverse=True)
+    assert np.isclose(sum(r["prob"] for r in cal), 1.0)
+    # on the silent query itself every calibrated score is 0: nothing left to prefer
+    assert all(abs(r["calibrated"]) < 1e-4 for r in pipe.classify(silent, labels, shots=shots, calibrate=True))

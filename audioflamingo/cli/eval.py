@@ -51,9 +51,11 @@ def _add_run_args(p) -> None:
     p.add_argument("--rag", metavar="MANIFEST", help="labelled examples to retrieve shots from")
     p.add_argument(
         "--cls-mode",
-        choices=["likelihood", "generate"],
+        choices=["likelihood", "calibrated", "generate"],
         default="likelihood",
-        help="classification: rank the options by log-likelihood or generate and match",
+        help="classification: rank the options by log-likelihood, by log-likelihood minus the same "
+        "prompt's with the query audio silenced (calibrated: a label the examples favour whatever "
+        "the audio no longer wins by default), or generate and match",
     )
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch")
     p.add_argument("--limit", type=int, help="first N items only (smoke tests)")

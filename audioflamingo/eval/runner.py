@@ -47,18 +47,23 @@ def predict(
     pool=None,
 ) -> list[dict]:
     out = []
-    if bench.task == "classify" and cls_mode == "likelihood":
+    if bench.task == "classify" and cls_mode in ("likelihood", "calibrated"):
         for it in items:
             sh, ids = _shots(pool, pipe, it, shots)
             ranked = pipe.classify(
-                it.audio, it.options, instruction=bench.prompt, task_description=bench.task_description, shots=sh
+                it.audio,
+                it.options,
+                instruction=bench.prompt,
+                task_description=bench.task_description,
+                shots=sh,
+                calibrate=cls_mode == "calibrated",
             )
             out.append(
                 {
                     "id": it.id,
                     "prediction": ranked[0]["label"],
                     "references": it.references,
-                    "scores": {r["label"]: round(r["logprob"], 4) for r in ranked},
+                    "scores": {r["label"]: round(r.get("calibrated", r["logprob"]), 4) for r in ranked},
                     "shots": ids,
                 }
             )

@@ -36,6 +36,17 @@ def test_classification_eval_resumes_and_records_settings(model_dir, tmp_path, c
     assert again["metrics"] == res["metrics"]
 
 
+def test_calibrated_classification_records_its_mode_and_scores(model_dir, tmp_path, capsys):
+    data = write("gtzan", tmp_path)
+    raw, cal = tmp_path / "raw", tmp_path / "cal"
+    _run(capsys, "gtzan", "--model", str(model_dir), "--data", str(data), "--out", str(raw))
+    _run(capsys, "gtzan", "--model", str(model_dir), "--data", str(data), "--out", str(cal), "--cls-mode", "calibrated")
+    assert json.loads((cal / "metrics.json").read_text())["classification_mode"] == "calibrated"
+    p_raw, p_cal = ([json.loads(l) for l in (d / "predictions.jsonl").read_text().splitlines()] for d in (raw, cal))
+    for a, b in zip(p_raw, p_cal):  # the scores recorded are the calibrated ones, and they decide
+        assert a["scores"] != b["scores"] and b["prediction"] == max(b["scores"], key=b["scores"].get)
+
+
 def test_missing_audio_is_counted_not_fatal_unless_all(model_dir, tmp_path, capsys):
     data = write("audiocaps", tmp_path)  # one of three clips has no audio file
     res = _run(
