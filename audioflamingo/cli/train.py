@@ -110,6 +110,19 @@ def add_train_commands(sub) -> None:
     p.add_argument("--val-scenes", type=int, default=100)
 
     p = dsub.add_parser(
+        "synth-voices",
+        help="extra training voices for male/female: every gendered espeak-ng variant the corpus does not "
+        "use (held-out ones excluded), mixed into training scenes",
+        description="Training scenes only (the corpus' test sentences are never spoken), with every question "
+        "of each timeline in OUT/train_aqa_all.jsonl; a recipe picks the kinds it wants (`questions: "
+        "[gender]`). Example: audioflamingo data synth-voices --out data/synth-voices",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenes", type=int, default=800, help="training clips to mix (default 800)")
+    p.add_argument("--per-voice", type=int, default=3, help="sentences per variant and language (default 3)")
+
+    p = dsub.add_parser(
         "train-tokenizer", help="byte-level BPE on the text of manifests (for a model trained from scratch)"
     )
     p.add_argument("manifests", nargs="+")
@@ -184,6 +197,14 @@ def run_train_commands(args) -> int:
 
         s = synthesize(args.out, args.seed, args.hours, args.test_scenes, args.val_scenes, progress=sys.stderr.isatty())
         print(json.dumps({k: v for k, v in s.items() if k != "recording_splits"}, indent=1))
+        return 0
+    if args.data_command == "synth-voices":
+        from audioflamingo.data.synth.sources import check_tools
+        from audioflamingo.data.synth.voices import synthesize_voices
+
+        check_tools(["espeak-ng", "gcompris", "freedesktop"])
+        s = synthesize_voices(args.out, args.scenes, args.per_voice, args.seed, progress=sys.stderr.isatty())
+        print(json.dumps(s, indent=1))
         return 0
     if args.data_command == "train-tokenizer":
         from audioflamingo.text.bpe import manifest_texts, train_bpe

@@ -513,3 +513,50 @@ def test_chains_and_noise_beds_are_drawn_independently_of_the_kind_of_sound():
         if abs(np.mean(v) - P_TELEPHONE) > 4 * np.sqrt(P_TELEPHONE * (1 - P_TELEPHONE) / len(v))
     }
     assert len(seen) >= 6 and not far, far
+
+
+def test_extra_voices_exclude_corpus_and_held_out_variants(tmp_path):
+    from audioflamingo.data.synth.sources import VOICES
+    from audioflamingo.data.synth.voices import extra_variants
+
+    for name, text in {
+        "m7": "name m7\ngender male\n",  # held out
+        "m1": "name m1\ngender male\n",  # the corpus' own
+        "whisper": "gender male\n",  # an odd timbre
+        "plain": "name plain\npitch 80 120\n",  # no gender declared
+        "Hugo": "name Hugo\nGender Male\n",
+        "aunty": "gender female 30\n",
+    }.items():
+        (tmp_path / name).write_text(text)
+    got = extra_variants(tmp_path)
+    assert got == {"Hugo": "male", "aunty": "female"}
+    assert not set(got) & set(VOICES)
+
+
+@needs_tools
+def test_extra_voices_corpus_trains_only_on_training_sentences(tmp_path):
+    from audioflamingo.data.synth.sources import split_of
+    from audioflamingo.data.synth.voices import synthesize_voices
+
+    s = synthesize_voices(tmp_path / "v", scenes=6, per_voice_language=1, seed=0, progress=False)
+    assert "m7" not in s["variants"] and "f5" not in s["variants"] and "m1" not in s["variants"]
+    scenes = [json.loads(x) for x in (tmp_path / "v/scenes.jsonl").read_text().splitlines()]
+    assert len(scenes) == 6 and all(sc["split"] == "train" for sc in scenes)
+    speech = [e for sc in scenes for e in sc["events"] if e["kind"] == "speech"]
+    assert speech, "no voice in six speech-weighted scenes"
+    for e in speech:
+        assert e["origin"].startswith("espeak-ng/") and e["origin"][10:] in s["variants"]
+        assert e["attrs"]["gender"] == s["variants"][e["origin"][10:]]
+        assert split_of(f"speech/{e['attrs']['language']}/{e['attrs']['sentence']}") == "train"
+    aqa = [json.loads(x) for x in (tmp_path / "v/train_aqa_all.jsonl").read_text().splitlines()]
+    for r in aqa:
+        assert (tmp_path / "v" / r["audio"]).exists()
+    genders = [r for r in aqa if r["question"] == "gender"]
+    for r in genders:
+        sc = next(sc for sc in scenes if sc["id"] == r["source"])
+        assert r["output"] == next(e["attrs"]["gender"] for e in sc["events"] if e["kind"] == "speech")
+    again = synthesize_voices(tmp_path / "w", scenes=6, per_voice_language=1, seed=0, progress=False)
+    assert (
+        again == s
+        and (tmp_path / "w/train_aqa_all.jsonl").read_text() == (tmp_path / "v/train_aqa_all.jsonl").read_text()
+    )

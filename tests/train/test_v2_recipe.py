@@ -14,7 +14,7 @@ RECIPES = ROOT / "recipes"
 # recipe -> the make target that runs it
 FROM_SCRATCH = {"default-v2.yaml": "default-model-v2", "default-v2-gpu.yaml": "default-model-v2-gpu"}
 # run after default-v2.yaml, in this order; each starts from the run before or from a mean of runs before
-CONTINUED = ["default-v2-more.yaml", "default-v2-more2.yaml", "default-v2-more3.yaml"]
+CONTINUED = ["default-v2-more.yaml", "default-v2-more2.yaml", "default-v2-more3.yaml", "default-v2-more4.yaml"]
 
 
 def _target(name: str) -> str:
@@ -60,6 +60,8 @@ def _reads(raw: dict, target: str) -> None:
     for d in {d["manifest"] for s in raw["stages"] for d in s["datasets"]}:
         if "episodes" in d:
             assert f"--out $(SYNTH)/{Path(d).name}" in target
+        if d.startswith("../data/synth-voices/"):  # the extra voices (`data synth-voices`)
+            assert "data synth-voices --out $(SYNTH)-voices" in target and d.endswith("/train_aqa_all.jsonl")
 
 
 @pytest.mark.parametrize("name", sorted(FROM_SCRATCH))
