@@ -48,6 +48,12 @@ clean:
 # Regenerating the default model: the corpus sources are Debian packages (root) plus mido.
 # Every corpus source (audioflamingo/data/synth/sources.py: SOURCES).
 SYNTH_PACKAGES := fluidsynth fluid-soundfont-gm timidity freepats gcompris-qt-data espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k festvox-ru flite asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav sound-theme-freedesktop
+# 0 A.D.'s recorded voice lines for `data synth-voices --recorded` (1.4 GB download, 3.2 GB installed).
+VOICE_PACKAGES := 0ad-data
+.PHONY: synth-voices-deps
+synth-voices-deps:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(VOICE_PACKAGES)
+
 synth-deps: $(VENV)/.installed
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYNTH_PACKAGES)

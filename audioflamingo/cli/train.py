@@ -121,6 +121,11 @@ def add_train_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenes", type=int, default=800, help="training clips to mix (default 800)")
     p.add_argument("--per-voice", type=int, default=3, help="sentences per variant and language (default 3)")
+    p.add_argument(
+        "--recorded",
+        action="store_true",
+        help="add 0 A.D.'s recorded male and female voice lines (Debian 0ad-data: `make synth-voices-deps`)",
+    )
 
     p = dsub.add_parser(
         "train-tokenizer", help="byte-level BPE on the text of manifests (for a model trained from scratch)"
@@ -203,7 +208,9 @@ def run_train_commands(args) -> int:
         from audioflamingo.data.synth.voices import synthesize_voices
 
         check_tools(["espeak-ng", "gcompris", "freedesktop"])
-        s = synthesize_voices(args.out, args.scenes, args.per_voice, args.seed, progress=sys.stderr.isatty())
+        s = synthesize_voices(
+            args.out, args.scenes, args.per_voice, args.seed, progress=sys.stderr.isatty(), recorded=args.recorded
+        )
         print(json.dumps(s, indent=1))
         return 0
     if args.data_command == "train-tokenizer":

@@ -560,3 +560,54 @@ def test_extra_voices_corpus_trains_only_on_training_sentences(tmp_path):
         again == s
         and (tmp_path / "w/train_aqa_all.jsonl").read_text() == (tmp_path / "v/train_aqa_all.jsonl").read_text()
     )
+
+
+def _fake_0ad_zip(path):
+    import io
+    import zipfile
+
+    t = np.arange(8000) / 8000
+    with zipfile.ZipFile(path, "w") as z:
+        for name, hz in (
+            ("audio/voice/latin/civ/civ_male_attack_1.ogg", 110),
+            ("audio/voice/persian/civ/civ_female_build_1.ogg", 230),
+            ("audio/voice/global/civ_dog_bark.ogg", 500),  # not a voice
+            ("audio/voice/latin/civ/civ_male_attack.xml", None),
+        ):
+            if hz is None:
+                z.writestr(name, "<xml/>")
+                continue
+            buf = io.BytesIO()
+            sf.write(buf, (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 8000, format="OGG")
+            z.writestr(name, buf.getvalue())
+
+
+def test_0ad_voices_take_gender_from_the_file_name(tmp_path):
+    from audioflamingo.data.synth.voices import load_0ad_voices
+
+    _fake_0ad_zip(tmp_path / "public.zip")
+    recs = load_0ad_voices(tmp_path / "public.zip")
+    assert [(r.origin, r.attrs["gender"], r.attrs["language"]) for r in recs] == [
+        ("0ad/latin", "male", "latin"),
+        ("0ad/persian", "female", "old persian"),
+    ]
+    assert all(r.split == "train" and r.kind == "speech" and r.wave.size == 16000 for r in recs)  # 1 s at 16 kHz
+
+
+@needs_tools
+def test_recorded_voices_join_the_scenes_without_language_questions(tmp_path, monkeypatch):
+    from audioflamingo.data.synth import voices as V
+    from audioflamingo.data.synth.sources import LANGUAGES, SourcesMissing
+
+    monkeypatch.setattr(V, "OAD_ZIP", tmp_path / "missing.zip")
+    with pytest.raises(SourcesMissing, match="make synth-voices-deps"):
+        V.synthesize_voices(tmp_path / "x", scenes=2, per_voice_language=1, progress=False, recorded=True)
+    _fake_0ad_zip(tmp_path / "public.zip")
+    monkeypatch.setattr(V, "OAD_ZIP", tmp_path / "public.zip")
+    monkeypatch.setattr(V, "extra_variants", lambda: {})  # only the recorded voices speak
+    s = V.synthesize_voices(tmp_path / "v", scenes=12, per_voice_language=1, progress=False, recorded=True)
+    assert s["recorded"] == ["0ad/latin", "0ad/persian"] and s["utterances"] == {"male": 1, "female": 1}
+    aqa = [json.loads(x) for x in (tmp_path / "v/train_aqa_all.jsonl").read_text().splitlines()]
+    kinds = {r["question"] for r in aqa}
+    assert "gender" in kinds and "language" not in kinds
+    assert all(r["output"] in LANGUAGES for r in aqa if r["question"] == "language")

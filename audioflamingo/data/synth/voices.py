@@ -7,6 +7,11 @@ held-out ones (HELD_OUT: m7, f5), in the corpus' six languages, with training se
 sentence's split is its hash, as in the corpus, so the in-source test's sentences stay unheard),
 and mixes them into training scenes with the corpus' scene sampler and recording chains.
 
+With `recorded=True` it adds 0 A.D.'s recorded unit voices (Debian `0ad-data`, CC BY-SA; the file
+names say civ_male_* / civ_female_*): the corpus' recorded training voices are all female, so
+"recorded" alone predicted "female" there. They speak Latin, ancient Greek, Old Persian and
+Meroitic, languages the corpus does not ask about: their scenes get no language question.
+
 Writes, under OUT: clips/train/<id>.flac, scenes.jsonl, train_aqa_all.jsonl (every question of each
 timeline, as the corpus' file of that name), voices.json (counts, and the voices used).
 """
@@ -24,6 +29,8 @@ import numpy as np
 from audioflamingo.data.synth.sources import (
     LANGUAGES,
     SR,
+    Recording,
+    SourcesMissing,
     VOICES,
     _read,
     _sentence,
@@ -36,6 +43,9 @@ from audioflamingo.data.synth.sources import (
 
 # Variants named by a gender line in their file; odd timbres (whisper, croak, robots, "Demonic") left
 # out: their gender is a parameter setting, not a voice.
+OAD_ZIP = Path("/usr/share/games/0ad/mods/public/public.zip")
+VOICE_PACKAGES = ("0ad-data",)  # `make synth-voices-deps`; not in SYNTH_PACKAGES (3.2 GB installed)
+OAD_LANGUAGES = {"latin": "latin", "greek": "ancient greek", "persian": "old persian", "napatan": "meroitic"}
 ODD = {"whisper", "whisperf", "croak", "Demonic", "UniRobot", "anikaRobot"}
 SCENE_KINDS = ("speech", "speech", "speech", "instrument", "alert", "everyday")
 
@@ -84,7 +94,41 @@ def render_variants(rng: np.random.Generator, variants: dict[str, str], per_voic
     return recs
 
 
-def synthesize_voices(out: str | Path, scenes: int = 800, per_voice_language: int = 3, seed: int = 0, progress=True):
+def load_0ad_voices(path: Path | None = None) -> list[Recording]:
+    """Every civ_male_* / civ_female_* voice line of 0 A.D.'s public mod, in file-name order."""
+    import io
+    import zipfile
+
+    import soundfile as sf
+    import soxr
+
+    out = []
+    with zipfile.ZipFile(path or OAD_ZIP) as z:
+        for name in sorted(z.namelist()):
+            parts = name.split("/")
+            if not (name.startswith("audio/voice/") and name.endswith(".ogg") and parts[2] in OAD_LANGUAGES):
+                continue
+            stem = parts[-1][: -len(".ogg")]
+            gender = "female" if "_female_" in stem else "male" if "_male_" in stem else None
+            if gender is None:
+                continue
+            x, sr = sf.read(io.BytesIO(z.read(name)), dtype="float32", always_2d=True)
+            wave = soxr.resample(x.mean(axis=1), sr, SR, quality="HQ").astype(np.float32)
+            attrs = {"gender": gender, "language": OAD_LANGUAGES[parts[2]], "sentence": stem}
+            out.append(
+                Recording(f"speech/0ad/{parts[2]}/{stem}", "speech", "speech", wave, "train", attrs, f"0ad/{parts[2]}")
+            )
+    return out
+
+
+def synthesize_voices(
+    out: str | Path,
+    scenes: int = 800,
+    per_voice_language: int = 3,
+    seed: int = 0,
+    progress=True,
+    recorded: bool = False,
+):
     import soundfile as sf
     from tqdm import tqdm
 
@@ -96,6 +140,10 @@ def synthesize_voices(out: str | Path, scenes: int = 800, per_voice_language: in
     rng = np.random.default_rng([seed, 7])
     variants = extra_variants()
     speech = render_variants(rng, variants, per_voice_language)
+    if recorded:
+        if not OAD_ZIP.exists():
+            raise SourcesMissing(f"0 A.D. voices missing ({OAD_ZIP}): run `make synth-voices-deps` as root")
+        speech += load_0ad_voices()
     pool: dict[str, list] = {"speech": [r for r in speech if r.split == "train"]}
     for r in load_alerts() + load_gcompris():
         if r.split == "train":
@@ -108,7 +156,8 @@ def synthesize_voices(out: str | Path, scenes: int = 800, per_voice_language: in
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(out / rel), wave, SR, format="FLAC", subtype="PCM_16")
         scenes_out.append({**asdict(scene), "audio": rel})
-        aqa += _scene_records(scene, rel, rng, known, n_questions=4)["aqa_all"]
+        recs = _scene_records(scene, rel, rng, known, n_questions=4)["aqa_all"]
+        aqa += [r for r in recs if r["question"] != "language" or r["output"] in LANGUAGES]
     _write(out / "scenes.jsonl", scenes_out)
     _write(out / "train_aqa_all.jsonl", aqa)
     genders = [r.attrs["gender"] for r in pool["speech"]]
@@ -118,6 +167,7 @@ def synthesize_voices(out: str | Path, scenes: int = 800, per_voice_language: in
         "hours": round(sum(s["duration"] for s in scenes_out) / 3600, 3),
         "variants": variants,
         "utterances": {"male": genders.count("male"), "female": genders.count("female")},
+        "recorded": sorted({r.origin for r in pool["speech"] if r.origin.startswith("0ad/")}),
         "questions": {q: sum(r["question"] == q for r in aqa) for q in sorted({r["question"] for r in aqa})},
     }
     (out / "voices.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
