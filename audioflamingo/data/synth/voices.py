@@ -33,6 +33,7 @@ from audioflamingo.data.synth.sources import (
     SourcesMissing,
     VOICES,
     _read,
+    _read_bytes,
     _sentence,
     _speech,
     held_out,
@@ -96,11 +97,7 @@ def render_variants(rng: np.random.Generator, variants: dict[str, str], per_voic
 
 def load_0ad_voices(path: Path | None = None) -> list[Recording]:
     """Every civ_male_* / civ_female_* voice line of 0 A.D.'s public mod, in file-name order."""
-    import io
     import zipfile
-
-    import soundfile as sf
-    import soxr
 
     out = []
     with zipfile.ZipFile(path or OAD_ZIP) as z:
@@ -112,8 +109,7 @@ def load_0ad_voices(path: Path | None = None) -> list[Recording]:
             gender = "female" if "_female_" in stem else "male" if "_male_" in stem else None
             if gender is None:
                 continue
-            x, sr = sf.read(io.BytesIO(z.read(name)), dtype="float32", always_2d=True)
-            wave = soxr.resample(x.mean(axis=1), sr, SR, quality="HQ").astype(np.float32)
+            wave = _read_bytes(z.read(name))
             attrs = {"gender": gender, "language": OAD_LANGUAGES[parts[2]], "sentence": stem}
             out.append(
                 Recording(f"speech/0ad/{parts[2]}/{stem}", "speech", "speech", wave, "train", attrs, f"0ad/{parts[2]}")
