@@ -599,8 +599,12 @@ def test_recorded_voices_join_the_scenes_without_language_questions(tmp_path, mo
     from audioflamingo.data.synth import voices as V
     from audioflamingo.data.synth.sources import LANGUAGES, SourcesMissing
 
+    line = next(
+        x for x in (Path(__file__).parents[2] / "Makefile").read_text().splitlines() if x.startswith("VOICE_PACKAGES")
+    )
+    assert line.split(" := ")[1].split() == list(V.VOICE_PACKAGES)  # what `make synth-voices-deps` installs
     monkeypatch.setattr(V, "OAD_ZIP", tmp_path / "missing.zip")
-    with pytest.raises(SourcesMissing, match="make synth-voices-deps"):
+    with pytest.raises(SourcesMissing, match="0ad-data.*make synth-voices-deps"):
         V.synthesize_voices(tmp_path / "x", scenes=2, per_voice_language=1, progress=False, recorded=True)
     _fake_0ad_zip(tmp_path / "public.zip")
     monkeypatch.setattr(V, "OAD_ZIP", tmp_path / "public.zip")

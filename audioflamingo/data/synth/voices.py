@@ -42,11 +42,11 @@ from audioflamingo.data.synth.sources import (
     split_of,
 )
 
-# Variants named by a gender line in their file; odd timbres (whisper, croak, robots, "Demonic") left
-# out: their gender is a parameter setting, not a voice.
 OAD_ZIP = Path("/usr/share/games/0ad/mods/public/public.zip")
 VOICE_PACKAGES = ("0ad-data",)  # `make synth-voices-deps`; not in SYNTH_PACKAGES (3.2 GB installed)
 OAD_LANGUAGES = {"latin": "latin", "greek": "ancient greek", "persian": "old persian", "napatan": "meroitic"}
+# Variants named by a gender line in their file; odd timbres (whisper, croak, robots, "Demonic") left
+# out: their gender is a parameter setting, not a voice.
 ODD = {"whisper", "whisperf", "croak", "Demonic", "UniRobot", "anikaRobot"}
 SCENE_KINDS = ("speech", "speech", "speech", "instrument", "alert", "everyday")
 
@@ -138,7 +138,9 @@ def synthesize_voices(
     speech = render_variants(rng, variants, per_voice_language)
     if recorded:
         if not OAD_ZIP.exists():
-            raise SourcesMissing(f"0 A.D. voices missing ({OAD_ZIP}): run `make synth-voices-deps` as root")
+            raise SourcesMissing(
+                f"0 A.D. voices missing ({OAD_ZIP}; Debian {' '.join(VOICE_PACKAGES)}): run `make synth-voices-deps` as root"
+            )
         speech += load_0ad_voices()
     pool: dict[str, list] = {"speech": [r for r in speech if r.split == "train"]}
     for r in load_alerts() + load_gcompris():
