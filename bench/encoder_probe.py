@@ -21,6 +21,13 @@ The voice probes on the full 3-h corpus (speech clips only; bench/results/encode
     python bench/encoder_probe.py --encoders model,whisper --data data/synth --test-splits test,heldout \\
         --with-kind speech --out bench/results/encoder_probe_voice_3h.json
 
+Is it the audio path or the readout? --encoders model,transformation probes a model's tower and its
+transformation layers' outputs (what its xattn layers read) on the same events; for v2's fourth run
+(bench/results/encoder_probe_transformation_v2_more4.json):
+
+    python bench/encoder_probe.py --model runs/default-v2-more4/final --encoders model,transformation \
+        --data data/synth --test-splits test,heldout --with-kind speech --out ...
+
 Candidate encoders (issue 18, point 1): --encoders model,whisper,whisper-padded probes each on the
 same windows (the model's window length) and the same events; `whisper` is Whisper tiny.en's encoder
 run on the window itself (audio/whisper.py), `whisper-padded` the same weights on the window padded
@@ -105,6 +112,8 @@ def candidates(model, names: list[str], tokens: int) -> list[Candidate]:
     for name in names:
         if name == "model":
             out.append(Candidate(name, pooled(model.encoder), model.config.window))
+        elif name == "transformation":  # what the LM's cross-attention reads: the whole clip at once
+            out.append(Candidate(name, pooled(transformed(model)), model.config.window))
         elif name in ("whisper", "whisper-padded"):
             from audioflamingo.audio.encoders import build_encoder
             from audioflamingo.audio.whisper import whisper_encoder_config
@@ -130,8 +139,17 @@ def candidates(model, names: list[str], tokens: int) -> list[Candidate]:
             win = dataclasses.replace(model.config.window, sample_rate=SFX_RATE)
             out.append(Candidate(name, pooled(aisfx_encoder(win.window_samples)), win))
         else:
-            raise SystemExit(f"unknown encoder {name!r} (model, whisper, whisper-padded, aisfx)")
+            raise SystemExit(f"unknown encoder {name!r} (model, transformation, whisper, whisper-padded, aisfx)")
     return out
+
+
+def transformed(model):
+    def run(w):
+        enc = model.encoder(w)
+        state = model.audio_state([[enc]])
+        return state.audio[0][state.key_valid[0]].reshape(enc.shape[0], enc.shape[1], -1)
+
+    return run
 
 
 # aisfx (PyPI `aisfx` 0.1.2, CC BY 4.0 weights): a 4-block CNN over 96 HTK mel bands at 44.1 kHz (2048-sample
@@ -331,7 +349,8 @@ def main():
     ap.add_argument(
         "--encoders",
         default="model",
-        help="comma-separated candidates: model (the model's tower), whisper, whisper-padded, aisfx",
+        help="comma-separated candidates: model (the model's tower), transformation (the model's transformation "
+        "layers' outputs, what its xattn layers read), whisper, whisper-padded, aisfx",
     )
     ap.add_argument("--tokens", type=int, default=4, help="tokens per window each candidate is pooled to")
     ap.add_argument("--train-split", default="train")

@@ -46,3 +46,21 @@ def test_select_scenes_keeps_the_splits_and_the_kind():
     assert ep.select_scenes(sc, ["train", "heldout"]) == sc[:3]
     assert ep.select_scenes(sc, ["train", "heldout"], "speech") == [sc[0], sc[2]]
     assert ep.select_scenes(sc, ["train"], "animal") == []
+
+
+def test_transformation_candidate_is_what_cross_attention_reads(tiny):
+    import torch
+
+    from audioflamingo.audio.windows import make_windows
+    from tests.conftest import noise
+
+    model, _ = tiny
+    w = torch.as_tensor(make_windows(noise(3.0), model.config.window).frames)
+    with torch.no_grad():
+        got = ep.transformed(model)(w)
+        enc = model.encoder(w)
+        state = model.audio_state([[enc]])
+    assert got.shape == (w.shape[0], enc.shape[1], model.config.transformation.dim)
+    # window by window, token by token: the valid keys of the clip, in order
+    torch.testing.assert_close(got.flatten(0, 1), state.audio[0][state.key_valid[0]])
+    assert not torch.allclose(got, enc[..., : got.shape[-1]])  # the layers ran: not the tower's tokens
