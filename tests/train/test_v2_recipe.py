@@ -14,7 +14,13 @@ RECIPES = ROOT / "recipes"
 # recipe -> the make target that runs it
 FROM_SCRATCH = {"default-v2.yaml": "default-model-v2", "default-v2-gpu.yaml": "default-model-v2-gpu"}
 # run after default-v2.yaml, in this order; each starts from the run before or from a mean of runs before
-CONTINUED = ["default-v2-more.yaml", "default-v2-more2.yaml", "default-v2-more3.yaml", "default-v2-more4.yaml"]
+CONTINUED = [
+    "default-v2-more.yaml",
+    "default-v2-more2.yaml",
+    "default-v2-more3.yaml",
+    "default-v2-more4.yaml",
+    "default-v2-more6.yaml",
+]
 
 
 def _target(name: str) -> str:
