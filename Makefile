@@ -102,6 +102,7 @@ default-model-v2: default-model-v2-data
 	$(AF) train recipes/default-v2-more3.yaml
 	$(AF) train recipes/default-v2-more4.yaml
 	$(AF) train recipes/default-v2-more6.yaml
+	$(AF) train recipes/default-v2-more7.yaml
 
 # The same model on one GPU (docs/TRAINING.md, "On a GPU"): the three stages in one recipe, 32 samples a
 # step, bf16 autocast; about 16 min on an H200 at the measured step times.

@@ -20,6 +20,7 @@ CONTINUED = [
     "default-v2-more3.yaml",
     "default-v2-more4.yaml",
     "default-v2-more6.yaml",
+    "default-v2-more7.yaml",
 ]
 
 
