@@ -25,7 +25,7 @@ Is it the audio path or the readout? --encoders model,transformation probes a mo
 transformation layers' outputs (what its xattn layers read) on the same events; for v2's fourth run
 (bench/results/encoder_probe_transformation_v2_more4.json):
 
-    python bench/encoder_probe.py --model runs/default-v2-more4/final --encoders model,transformation \
+    python bench/encoder_probe.py --model runs/default-v2-more4/final --encoders model,transformation \\
         --data data/synth --test-splits test,heldout --with-kind speech --out ...
 
 Candidate encoders (issue 18, point 1): --encoders model,whisper,whisper-padded probes each on the
