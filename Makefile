@@ -86,6 +86,9 @@ default-model-v2-data: $(VENV)/.installed
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt gguf accelerate
 	test -f $(SYNTH)/train_caption.jsonl || $(AF) data synth --out $(SYNTH) --seed 0 --hours 3
 	test -f $(SYNTH)-voices/train_aqa_all.jsonl || $(AF) data synth-voices --out $(SYNTH)-voices --scenes 1200 --per-voice 3
+	# 0 A.D.'s recorded male and female voices (`make synth-voices-deps` first, root): the eighth run's gender data.
+	test -f $(SYNTH)-voices-rec/train_aqa_all.jsonl || $(AF) data synth-voices --recorded --out $(SYNTH)-voices-rec \
+	  --scenes 1200 --per-voice 3
 	$(PY) -m audioflamingo.base_parts.v2 init --out runs/default-v2-init
 	for m in classify caption; do \
 	  $(PY) -m audioflamingo.base_parts.v2 build-icl $(SYNTH)/train_$$m.jsonl --model runs/default-v2-init \
@@ -103,6 +106,7 @@ default-model-v2: default-model-v2-data
 	$(AF) train recipes/default-v2-more4.yaml
 	$(AF) train recipes/default-v2-more6.yaml
 	$(AF) train recipes/default-v2-more7.yaml
+	$(AF) train recipes/default-v2-more8.yaml
 
 # The same model on one GPU (docs/TRAINING.md, "On a GPU"): the three stages in one recipe, 32 samples a
 # step, bf16 autocast; about 16 min on an H200 at the measured step times.

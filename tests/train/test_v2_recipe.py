@@ -21,6 +21,7 @@ CONTINUED = [
     "default-v2-more4.yaml",
     "default-v2-more6.yaml",
     "default-v2-more7.yaml",
+    "default-v2-more8.yaml",
 ]
 
 
@@ -69,6 +70,9 @@ def _reads(raw: dict, target: str) -> None:
             assert f"--out $(SYNTH)/{Path(d).name}" in target
         if d.startswith("../data/synth-voices/"):  # the extra voices (`data synth-voices`)
             assert "data synth-voices --out $(SYNTH)-voices" in target and d.endswith("/train_aqa_all.jsonl")
+        if d.startswith("../data/synth-voices-rec/"):  # with 0 A.D.'s recorded voices
+            assert "data synth-voices --recorded --out $(SYNTH)-voices-rec" in target
+            assert d.endswith("/train_aqa_all.jsonl")
 
 
 @pytest.mark.parametrize("name", sorted(FROM_SCRATCH))
