@@ -118,24 +118,15 @@ def build_v2(spec: V2Spec | None = None, seed: int = 0):
 
 
 def encoder_embedder(model_dir: str | Path):
-    """A kNN clip embedder (retrieval/embed.py) on the base-part encoder a v2 directory names: its
-    weights are not in the directory, so `data build-icl --encoder DIR` cannot read them there."""
-    from audioflamingo.audio.encoders import build_encoder
-    from audioflamingo.base_parts import load_part_state
+    """A kNN clip embedder (retrieval/embed.py) on the base-part encoder a v2 directory names."""
     from audioflamingo.errors import ModelLoadError
     from audioflamingo.model.checks import load_config
     from audioflamingo.retrieval.embed import ClipEmbedder
 
     cfg_file = Path(model_dir) / "config.json"
-    cfg = load_config(cfg_file)
-    spec = cfg.base_parts.get("encoder")
-    if spec is None:
+    if load_config(cfg_file).base_parts.get("encoder") is None:
         raise ModelLoadError(f"{cfg_file}: names no base-part encoder (use `audioflamingo data build-icl`)")
-    enc = build_encoder(cfg.encoder, cfg.window)
-    state = load_part_state(spec["name"], spec["sha256"])
-    adapt = getattr(enc, "adapt_base_state", None)
-    enc.load_state_dict(adapt(state) if adapt else state, strict=True)
-    return ClipEmbedder(enc, cfg.window)
+    return ClipEmbedder.from_directory(model_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,9 +49,17 @@ class ClipEmbedder:
 
             cfg = load_config(cfg_file)  # typed checks: one line naming the file
             enc = build_encoder(cfg.encoder, cfg.window)
-            check_safetensors(d / "model.safetensors")
-            with safe_open(str(d / "model.safetensors"), "pt") as f:
-                sd = {k[len("encoder.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
+            spec = (cfg.base_parts or {}).get("encoder")
+            if spec is not None:  # a pretrained encoder (v2): its weights are in the base-part cache, not here
+                from audioflamingo.base_parts import load_part_state
+
+                sd = load_part_state(spec["name"], spec["sha256"])
+                adapt = getattr(enc, "adapt_base_state", None)
+                sd = adapt(sd) if adapt else sd
+            else:
+                check_safetensors(d / "model.safetensors")
+                with safe_open(str(d / "model.safetensors"), "pt") as f:
+                    sd = {k[len("encoder.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("encoder.")}
             enc.load_state_dict(sd, strict=True)
             return cls(enc, cfg.window)
         ecfg = HFClapEncoder.config_from_directory(d, "pooled")

@@ -263,6 +263,33 @@ def test_model_directory_names_its_base_parts_and_loads_them_from_the_cache(fake
     assert capsys.readouterr().err.count("converting base part") == 2  # once each, not once per load
 
 
+def test_knn_embedder_reads_a_base_part_encoder(fake, monkeypatch):
+    """`data build-icl --encoder DIR` on a directory whose encoder is a base part (the v2 default
+    model): the weights come from the cache, and the embedding is the model's own encoder's."""
+    from audioflamingo.retrieval.embed import ClipEmbedder
+
+    _, _, tmp = fake
+    model, tok = _whisper_model()
+    _lm_part(tmp, model)
+    model.encoder.load_state_dict(model.encoder.adapt_base_state(bp.load_part_state("fake-whisper")), strict=True)
+    model.config.base_parts = {
+        "encoder": {"name": "fake-whisper", "sha256": bp.part_digest("fake-whisper")},
+        "lm": {"name": "fake-lm", "sha256": bp.part_digest("fake-lm")},
+    }
+    out = tmp / "model"
+    model.save_pretrained(out, tok)
+    wave = noise(2.3)
+    got = ClipEmbedder.from_directory(out).embed(wave)
+    want = ClipEmbedder(model.encoder, model.config.window).embed(wave)
+    assert np.allclose(got, want, atol=1e-6)
+    # a wrong digest is the base-part error, not a missing-key traceback
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["base_parts"]["encoder"]["sha256"] = "f" * 64
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="fake-whisper.*SHA-256"):
+        ClipEmbedder.from_directory(out)
+
+
 def test_model_directory_with_a_different_or_missing_base_part_is_one_error(fake, monkeypatch):
     from audioflamingo.model.flamingo import AudioFlamingo
 
