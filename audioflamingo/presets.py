@@ -39,7 +39,7 @@ def preset_config(name: str) -> tuple[AudioFlamingoConfig, dict]:
         )
         return cfg, lm
     if name == "small":
-        # The shipped default model: trained from scratch on 2 CPU cores (recipes/default.yaml). Window and
+        # The first default model (v1, shipped until 2026-12-05): trained from scratch on 2 CPU cores (recipes/default.yaml). Window and
         # encoder are replaced by those of the AF-CLAP the recipe trains first.
         cfg = AudioFlamingoConfig(
             window=WindowConfig(

@@ -1,8 +1,9 @@
 """Issue 20: the API tells the truth to the official `openai` client (usage, finish reasons, stop,
 logprobs, refused parameters, system messages, model names, n, seeded sampling batched or alone).
 
-The bundled default model answers "What do you hear?" about the bundled clip in a few words ("a piano"
-for the first default model); its last word gives stop sequences something real to cut."""
+The bundled default model answers "What do you hear?" about the bundled clip in a few words (which
+words depends on the model: the tests never name them); its last word gives stop sequences something
+real to cut."""
 
 import math
 import threading
