@@ -277,6 +277,9 @@ class AudioFlamingo(nn.Module):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.config.lm = self.lm.config.to_dict()
+        # Where this machine loaded the LM from (a base part's cache entry, a GGUF file): meaningless
+        # elsewhere, and a shipped config would carry the builder's home directory.
+        self.config.lm["_name_or_path"] = ""
         self.config.save(d / CONFIG_NAME)
         tmp = d / (WEIGHTS_NAME + ".tmp")
         if self.config.base_parts:  # their tensors come from the base-part cache, never from here

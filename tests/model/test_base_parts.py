@@ -245,6 +245,7 @@ def test_model_directory_names_its_base_parts_and_loads_them_from_the_cache(fake
         "encoder": {"name": "fake-whisper", "sha256": bp.part_digest("fake-whisper")},
         "lm": {"name": "fake-lm", "sha256": bp.part_digest("fake-lm")},
     }
+    model.lm.config._name_or_path = str(tmp / "cache" / "base" / "fake-lm")  # as a load from the cache sets it
     out = tmp / "model"
     model.save_pretrained(out, tok)
     saved = load_file(str(out / "model.safetensors"))
@@ -252,6 +253,7 @@ def test_model_directory_names_its_base_parts_and_loads_them_from_the_cache(fake
     assert any(k.startswith("fusion.") for k in saved) and any(k.startswith("transformation.") for k in saved)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["base_parts"]["lm"]["name"] == "fake-lm" and len(cfg["base_parts"]["lm"]["sha256"]) == 64
+    assert cfg["lm"]["_name_or_path"] == ""  # not the cache path the LM was loaded from on this machine
     wave = noise(2.3)
     want = _logits(model, tok, wave)
     # a fresh cache: first use converts both parts, then the model equals the saved one
